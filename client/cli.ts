@@ -1,0 +1,216 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError, describeVariables, loadConfig, TASK_QUEUE_ROLES, type TaskQueueRole } from '../lib/config';
+import { InvalidSpec } from '../lib/spec/invalid-spec';
+import type { StorageCheckInput } from '../lib/spec/storage-check';
+
+// Commands load the SDK (and its native bridge) only when they need it, so `--help` and `config` answer at once.
+// Plain require keeps one CommonJS module graph (a dynamic import() would load a second copy through the ESM loader).
+/* eslint-disable @typescript-eslint/no-require-imports */
+const lazy =
+  <T>(load: () => T) =>
+  async (): Promise<T> =>
+    load();
+const runtime = lazy(() => require('../worker/runtime') as typeof import('../worker/runtime'));
+const workerMain = lazy(() => require('../worker/main') as typeof import('../worker/main'));
+const workerSet = lazy(() => require('../worker/workers') as typeof import('../worker/workers'));
+const connection = lazy(() => require('./connection') as typeof import('./connection'));
+const embedded = lazy(() => require('./embedded') as typeof import('./embedded'));
+const flywheelClient = lazy(() => require('./flywheel-client') as typeof import('./flywheel-client'));
+const searchAttributes = lazy(() => require('./search-attributes') as typeof import('./search-attributes'));
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+/** Exit codes scripts can rely on. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const;
+
+function parseRoles(value: string): TaskQueueRole[] {
+  const roles = value.split(',').map((s) => s.trim());
+  const bad = roles.filter((r) => !(TASK_QUEUE_ROLES as readonly string[]).includes(r));
+  if (bad.length) throw new InvalidArgumentError(`unknown queue ${bad.join(', ')}; use a subset of ${TASK_QUEUE_ROLES.join(',')}`);
+  return roles as TaskQueueRole[];
+}
+
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a whole number ≥ 1');
+  return n;
+}
+
+/**
+ * The embedded default: a local Temporal dev server (started unless one answers), a worker for every queue, and the
+ * main job run to the end. Its record goes to `$FLYWHEEL_HOME/last-run.json`.
+ */
+async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
+  const started = new Date();
+  const config = loadConfig();
+  const [{ ensureLocalTemporal }, { installRuntime }, { createWorkers }, { connectClient }, { FlywheelClient }] =
+    await Promise.all([embedded(), runtime(), workerSet(), connection(), flywheelClient()]);
+  const temporal = await ensureLocalTemporal(config);
+  log(opts, `Temporal ${temporal.server ? 'dev server started' : 'server found'} at ${temporal.address}`);
+  if (temporal.uiUrl) log(opts, `Temporal Web UI: ${temporal.uiUrl}`);
+  const { metricsUrl } = await installRuntime(config);
+  const workers = await createWorkers(config);
+  const running = workers.run();
+  let failure: unknown;
+  let record: Record<string, unknown> = {};
+  try {
+    const client = new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
+    const spec: StorageCheckInput = {};
+    const handle = await client.startStorageCheck(spec);
+    log(opts, `Main job: workflow ${handle.workflowId} (storage check: write, commit manifest, verify)`);
+    const result = await handle.result();
+    log(opts, `Verified ${result.objects} objects, ${result.bytes} bytes; manifest ${result.manifest.uri}`);
+    record = {
+      job: 'storageCheck',
+      workflowId: handle.workflowId,
+      temporal: { address: temporal.address, uiUrl: temporal.uiUrl, startedHere: Boolean(temporal.server) },
+      metricsUrl,
+      tiers: config.tiers,
+      result,
+    };
+  } catch (err) {
+    failure = err;
+  } finally {
+    await workers.shutdown();
+    await running.catch(() => undefined);
+    await temporal.server?.stop();
+  }
+  if (failure) throw failure;
+  const finished = new Date();
+  const out = { ...record, startedAt: started.toISOString(), finishedAt: finished.toISOString(), ok: true };
+  fs.mkdirSync(config.home, { recursive: true });
+  const file = path.join(config.home, 'last-run.json');
+  fs.writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
+  if (opts.json) console.log(JSON.stringify(out));
+  else console.log(`Done in ${((finished.getTime() - started.getTime()) / 1000).toFixed(1)} s; wrote ${path.relative(process.cwd(), file)}`);
+}
+
+/** `flywheel dev`: the same stack as `start`, kept up (UI included) until Ctrl-C. */
+async function runDevStack(): Promise<void> {
+  const config = loadConfig();
+  const [{ ensureLocalTemporal }, { installRuntime }, { createWorkers }, { onShutdownSignal }] = await Promise.all([
+    embedded(),
+    runtime(),
+    workerSet(),
+    workerMain(),
+  ]);
+  const temporal = await ensureLocalTemporal(config);
+  const { metricsUrl } = await installRuntime(config);
+  const workers = await createWorkers(config);
+  console.log(`Temporal ${temporal.server ? 'dev server' : 'server'} at ${temporal.address}`);
+  if (temporal.uiUrl) console.log(`Temporal Web UI: ${temporal.uiUrl}`);
+  console.log(`Worker queues: ${workers.workers.map((w) => w.taskQueue).join(', ')}`);
+  if (metricsUrl) console.log(`Worker metrics: ${metricsUrl}`);
+  console.log('Press Ctrl-C to stop.');
+  onShutdownSignal(async () => {
+    await workers.shutdown();
+    await temporal.server?.stop();
+  });
+  await workers.run();
+  await temporal.server?.stop();
+}
+
+async function runStorageCheckCommand(opts: { objects?: number; bytes?: number; tier?: string; json?: boolean }) {
+  const config = loadConfig();
+  const [{ connectClient }, { FlywheelClient }] = await Promise.all([connection(), flywheelClient()]);
+  const client = new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
+  const spec = { objects: opts.objects, objectBytes: opts.bytes, tier: opts.tier } as StorageCheckInput;
+  const handle = await client.startStorageCheck(spec);
+  if (!opts.json) console.log(`Started ${handle.workflowId}; waiting for a worker on ${config.worker.taskQueuePrefix}-io`);
+  const result = await handle.result();
+  console.log(opts.json ? JSON.stringify({ workflowId: handle.workflowId, ...result }) : `Verified ${result.objects} objects, ${result.bytes} bytes: ${result.manifest.uri}`);
+}
+
+function log(opts: { json?: boolean }, line: string) {
+  (opts.json ? console.error : console.log)(line);
+}
+
+export function buildCli(): Command {
+  const program = new Command('flywheel')
+    .description('Durable data and training pipelines for language models, on Temporal')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('start')
+    .description('start a local Temporal (unless one answers), a worker, and run the main job to the end')
+    .option('--json', 'print the run record as JSON on stdout')
+    .action((opts) => runEmbeddedStart(opts));
+
+  program
+    .command('dev')
+    .description('start a local Temporal dev server (Web UI on :8233) and a worker, and keep them up until Ctrl-C')
+    .action(() => runDevStack());
+
+  program
+    .command('worker')
+    .description('run a worker for the configured Temporal cluster until SIGINT/SIGTERM')
+    .option('--queues <roles>', `task queues to serve, a subset of ${TASK_QUEUE_ROLES.join(',')}`, parseRoles)
+    .action(async (opts: { queues?: TaskQueueRole[] }) => (await workerMain()).runWorkerProcess({ roles: opts.queues }));
+
+  program
+    .command('search-attributes')
+    .description("register Flywheel's search attributes on the configured namespace (self-hosted clusters)")
+    .action(async () => {
+      const config = loadConfig();
+      const { connectClient } = await connection();
+      const { registerSearchAttributes } = await searchAttributes();
+      const client = await connectClient(config);
+      const { added, present } = await registerSearchAttributes(client, config.temporal.namespace);
+      console.log(`namespace ${config.temporal.namespace}: added ${added.join(', ') || 'none'}; already there ${present.join(', ') || 'none'}`);
+      await client.connection.close();
+    });
+
+  program
+    .command('storage-check')
+    .description('write objects to a tier, commit a manifest and verify it, as a workflow (needs a running worker)')
+    .option('--objects <n>', 'number of objects', parseCount)
+    .option('--bytes <n>', 'bytes per object', parseCount)
+    .option('--tier <tier>', 'hot, warm or cold')
+    .option('--json', 'print the result as JSON')
+    .action((opts) => runStorageCheckCommand(opts));
+
+  program
+    .command('config')
+    .description('check the environment and print the resolved configuration')
+    .option('--variables', 'list every variable with its default instead')
+    .action((opts: { variables?: boolean }) => {
+      if (opts.variables) {
+        for (const v of describeVariables()) console.log(`${v.variable.padEnd(34)} ${v.default ?? ''}\t${v.description}`);
+        return;
+      }
+      const config = loadConfig();
+      const masked = {
+        ...config,
+        temporal: { ...config.temporal, apiKey: config.temporal.apiKey ? '***' : undefined },
+        s3: { ...config.s3, credentials: config.s3.credentials ? { accessKeyId: config.s3.credentials.accessKeyId, secretAccessKey: '***' } : undefined },
+      };
+      console.log(JSON.stringify(masked, null, 2));
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildCli();
+  try {
+    await program.parseAsync(argv);
+    return EXIT.ok;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') return EXIT.ok;
+    if (typeof code === 'string' && code.startsWith('commander.')) return EXIT.usage;
+    if (err instanceof ConfigError || err instanceof InvalidSpec) {
+      console.error(err.message);
+      return EXIT.usage;
+    }
+    const exitCode = (err as { exitCode?: number }).exitCode;
+    console.error(`flywheel: ${err instanceof Error ? err.message : String(err)}`);
+    return typeof exitCode === 'number' ? exitCode : EXIT.failed;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv).then((code) => process.exit(code));
+}

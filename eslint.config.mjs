@@ -1,0 +1,53 @@
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import { builtinModules } from 'node:module';
+
+const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
+
+export default tseslint.config(
+  { ignores: ['node_modules/**', 'dist/**', '.flywheel/**', 'bin/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    // Workflow code is replayed deterministically inside Temporal's sandbox: no Node built-ins, no I/O, no lib/ code
+    // that touches disks or networks. Only pure lib/spec and types may come in.
+    files: ['workflows/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: nodeBuiltins.map((name) => ({ name, message: 'workflows must not use Node built-ins (determinism).' })),
+          patterns: [
+            {
+              group: ['../lib/*', '!../lib/spec', '../lib/spec/*/**'],
+              message: 'workflows may import only lib/spec (pure); I/O belongs in activities.',
+            },
+            { group: ['@aws-sdk/*', '@temporalio/worker', '@temporalio/client', '@temporalio/activity'], message: 'no I/O or worker/client code in workflows.' },
+            {
+              group: ['../activities', '../activities/*'],
+              allowTypeImports: true,
+              message: 'import activities as types only: proxyActivities<typeof ...>.',
+            },
+          ],
+        },
+      ],
+      'no-restricted-globals': ['error', 'setImmediate', 'process', 'require', 'Buffer'],
+    },
+  },
+  {
+    // lib/ is the domain, free of Temporal.
+    files: ['lib/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['@temporalio/*'], message: 'lib/ never imports @temporalio.' }] }],
+    },
+  },
+);

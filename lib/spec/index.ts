@@ -1,0 +1,3 @@
+export * from './invalid-spec';
+export * from './storage-check';
+export * from './digest';

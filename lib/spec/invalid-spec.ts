@@ -1,0 +1,39 @@
+import type { z } from 'zod';
+
+export interface SpecProblem {
+  /** Dotted path of the bad field, e.g. `sources.2.path`; `(spec)` for the object itself. */
+  field: string;
+  message: string;
+}
+
+/** A spec that fails its schema: names every bad field at once. Never retried. */
+export class InvalidSpec extends Error {
+  readonly type = 'InvalidSpec';
+  constructor(
+    readonly specName: string,
+    readonly problems: SpecProblem[],
+  ) {
+    super(
+      `Invalid ${specName} spec (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
+        problems.map((p) => `  ${p.field}: ${p.message}`).join('\n'),
+    );
+    this.name = 'InvalidSpec';
+  }
+}
+
+/** Parses `input` with `schema`, or throws InvalidSpec listing every bad field. */
+export function parseSpec<S extends z.ZodType>(specName: string, schema: S, input: unknown): z.infer<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const problems: SpecProblem[] = [];
+  for (const issue of result.error.issues) {
+    const at = issue.path.map(String);
+    if (issue.code === 'unrecognized_keys') {
+      // One line per unknown field, named, so a typo is found at a glance.
+      for (const key of issue.keys) problems.push({ field: [...at, key].join('.'), message: 'unknown field' });
+    } else {
+      problems.push({ field: at.length ? at.join('.') : '(spec)', message: issue.message });
+    }
+  }
+  throw new InvalidSpec(specName, problems);
+}

@@ -1,0 +1,52 @@
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { startS3Server } from './support/s3-server';
+import { startSharedTemporal } from './support/temporal';
+
+/**
+ * Test entry point: one Temporal server and one S3 server shared by every test file (starting them per file costs
+ * more than the tests on a 2-core machine), announced so the output says which servers ran.
+ */
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  const files =
+    args.length > 0
+      ? args
+      : fs
+          .readdirSync(__dirname)
+          .filter((f) => f.endsWith('.test.ts'))
+          .sort()
+          .map((f) => path.join('test', f));
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-test-'));
+  const temporal = await startSharedTemporal(path.join(scratch, 'temporal.db'));
+  const s3 = await startS3Server();
+  const env = {
+    ...process.env,
+    FLYWHEEL_TEST_TEMPORAL_ADDRESS: temporal.address,
+    FLYWHEEL_TEST_TEMPORAL_KIND: temporal.kind,
+    FLYWHEEL_TEST_S3_ENDPOINT: s3.endpoint,
+    FLYWHEEL_TEST_S3_KIND: s3.kind,
+    FLYWHEEL_TEST_S3_ACCESS_KEY: s3.accessKeyId,
+    FLYWHEEL_TEST_S3_SECRET: s3.secretAccessKey,
+    FLYWHEEL_TEST_S3_CHECKSUMS: s3.checksums,
+  };
+  const code = await new Promise<number>((resolve) => {
+    const child = spawn(process.execPath, ['--require', 'tsx/cjs', '--test', ...files], { stdio: 'inherit', env });
+    child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
+  });
+  await s3.stop();
+  await temporal.stop();
+  fs.rmSync(scratch, { recursive: true, force: true });
+  console.log(`[flywheel test] servers used: Temporal ${temporal.kind}, S3 ${s3.kind}`);
+  return code;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error('[flywheel test] could not start the test servers:', err);
+    process.exit(1);
+  },
+);
