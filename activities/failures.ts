@@ -18,7 +18,12 @@ export function toActivityFailure(err: unknown): unknown {
     });
   }
   if (err instanceof InvalidSpec) {
-    return ApplicationFailure.create({ message: err.message, type: 'InvalidSpec', nonRetryable: true, details: [err.problems] });
+    return ApplicationFailure.create({
+      message: err.message,
+      type: 'InvalidSpec',
+      nonRetryable: true,
+      details: [err.problems],
+    });
   }
   return err;
 }

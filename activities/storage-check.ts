@@ -1,6 +1,13 @@
 import { Context } from '@temporalio/activity';
 import type { TieredStore } from '../lib/storage';
-import { commitManifest, CorruptManifest, readManifest, sha256Hex, verifyManifest, type ArtifactRef } from '../lib/storage';
+import {
+  commitManifest,
+  CorruptManifest,
+  readManifest,
+  sha256Hex,
+  verifyManifest,
+  type ArtifactRef,
+} from '../lib/storage';
 import { sampleManifestKey, sampleObjectKey, sampleObjectStream } from '../lib/storage-check/sample-object';
 import type { StorageCheckSpec } from '../lib/spec/storage-check';
 import { withFailureMapping } from './failures';
@@ -63,7 +70,10 @@ export function createStorageCheckActivities({ store }: StorageCheckDeps) {
         const ctx = Context.current();
         ctx.heartbeat({ stage: 'read-manifest' });
         const manifest = await readManifest(store, input.manifest);
-        return verifyManifest(store, manifest);
+        const total = manifest.objects.length;
+        return verifyManifest(store, manifest, {
+          onVerified: (done) => ctx.heartbeat({ stage: 'verify', ...done, total }),
+        });
       });
     },
   };

@@ -19,7 +19,12 @@ async function main() {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const record = {
     at: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    machine: {
+      cpus: os.cpus().length,
+      cpu: os.cpus()[0]?.model,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+    },
     results,
   };
   fs.writeFileSync(out, JSON.stringify(record, null, 2) + '\n');

@@ -27,7 +27,8 @@ export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const;
 function parseRoles(value: string): TaskQueueRole[] {
   const roles = value.split(',').map((s) => s.trim());
   const bad = roles.filter((r) => !(TASK_QUEUE_ROLES as readonly string[]).includes(r));
-  if (bad.length) throw new InvalidArgumentError(`unknown queue ${bad.join(', ')}; use a subset of ${TASK_QUEUE_ROLES.join(',')}`);
+  if (bad.length)
+    throw new InvalidArgumentError(`unknown queue ${bad.join(', ')}; use a subset of ${TASK_QUEUE_ROLES.join(',')}`);
   return roles as TaskQueueRole[];
 }
 
@@ -49,7 +50,7 @@ async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
   const temporal = await ensureLocalTemporal(config);
   log(opts, `Temporal ${temporal.server ? 'dev server started' : 'server found'} at ${temporal.address}`);
   if (temporal.uiUrl) log(opts, `Temporal Web UI: ${temporal.uiUrl}`);
-  const { metricsUrl } = await installRuntime(config);
+  const { metricsUrl } = await installRuntime(config, { quiet: true });
   const workers = await createWorkers(config);
   const running = workers.run();
   let failure: unknown;
@@ -83,7 +84,10 @@ async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
   const file = path.join(config.home, 'last-run.json');
   fs.writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
   if (opts.json) console.log(JSON.stringify(out));
-  else console.log(`Done in ${((finished.getTime() - started.getTime()) / 1000).toFixed(1)} s; wrote ${path.relative(process.cwd(), file)}`);
+  else
+    console.log(
+      `Done in ${((finished.getTime() - started.getTime()) / 1000).toFixed(1)} s; wrote ${path.relative(process.cwd(), file)}`,
+    );
 }
 
 /** `flywheel dev`: the same stack as `start`, kept up (UI included) until Ctrl-C. */
@@ -117,9 +121,14 @@ async function runStorageCheckCommand(opts: { objects?: number; bytes?: number; 
   const client = new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
   const spec = { objects: opts.objects, objectBytes: opts.bytes, tier: opts.tier } as StorageCheckInput;
   const handle = await client.startStorageCheck(spec);
-  if (!opts.json) console.log(`Started ${handle.workflowId}; waiting for a worker on ${config.worker.taskQueuePrefix}-io`);
+  if (!opts.json)
+    console.log(`Started ${handle.workflowId}; waiting for a worker on ${config.worker.taskQueuePrefix}-io`);
   const result = await handle.result();
-  console.log(opts.json ? JSON.stringify({ workflowId: handle.workflowId, ...result }) : `Verified ${result.objects} objects, ${result.bytes} bytes: ${result.manifest.uri}`);
+  console.log(
+    opts.json
+      ? JSON.stringify({ workflowId: handle.workflowId, ...result })
+      : `Verified ${result.objects} objects, ${result.bytes} bytes: ${result.manifest.uri}`,
+  );
 }
 
 function log(opts: { json?: boolean }, line: string) {
@@ -147,7 +156,9 @@ export function buildCli(): Command {
     .command('worker')
     .description('run a worker for the configured Temporal cluster until SIGINT/SIGTERM')
     .option('--queues <roles>', `task queues to serve, a subset of ${TASK_QUEUE_ROLES.join(',')}`, parseRoles)
-    .action(async (opts: { queues?: TaskQueueRole[] }) => (await workerMain()).runWorkerProcess({ roles: opts.queues }));
+    .action(async (opts: { queues?: TaskQueueRole[] }) =>
+      (await workerMain()).runWorkerProcess({ roles: opts.queues }),
+    );
 
   program
     .command('search-attributes')
@@ -158,7 +169,9 @@ export function buildCli(): Command {
       const { registerSearchAttributes } = await searchAttributes();
       const client = await connectClient(config);
       const { added, present } = await registerSearchAttributes(client, config.temporal.namespace);
-      console.log(`namespace ${config.temporal.namespace}: added ${added.join(', ') || 'none'}; already there ${present.join(', ') || 'none'}`);
+      console.log(
+        `namespace ${config.temporal.namespace}: added ${added.join(', ') || 'none'}; already there ${present.join(', ') || 'none'}`,
+      );
       await client.connection.close();
     });
 
@@ -177,14 +190,20 @@ export function buildCli(): Command {
     .option('--variables', 'list every variable with its default instead')
     .action((opts: { variables?: boolean }) => {
       if (opts.variables) {
-        for (const v of describeVariables()) console.log(`${v.variable.padEnd(34)} ${v.default ?? ''}\t${v.description}`);
+        for (const v of describeVariables())
+          console.log(`${v.variable.padEnd(34)} ${v.default ?? ''}\t${v.description}`);
         return;
       }
       const config = loadConfig();
       const masked = {
         ...config,
         temporal: { ...config.temporal, apiKey: config.temporal.apiKey ? '***' : undefined },
-        s3: { ...config.s3, credentials: config.s3.credentials ? { accessKeyId: config.s3.credentials.accessKeyId, secretAccessKey: '***' } : undefined },
+        s3: {
+          ...config.s3,
+          credentials: config.s3.credentials
+            ? { accessKeyId: config.s3.credentials.accessKeyId, secretAccessKey: '***' }
+            : undefined,
+        },
       };
       console.log(JSON.stringify(masked, null, 2));
     });

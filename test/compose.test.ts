@@ -74,7 +74,10 @@ describe('docker-compose.yml, the production-shaped stack', () => {
     const entry = JSON.stringify(compose.services.buckets ?? {});
     for (const tier of ['FLYWHEEL_WARM', 'FLYWHEEL_COLD']) {
       const bucket = environmentOf(compose.services.worker)[tier]?.match(/^s3:\/\/([^/]+)/)?.[1];
-      assert.ok(bucket && entry.includes(`local/${bucket}`), `${tier} bucket ${bucket} is created by the buckets service`);
+      assert.ok(
+        bucket && entry.includes(`local/${bucket}`),
+        `${tier} bucket ${bucket} is created by the buckets service`,
+      );
     }
   });
 });

@@ -11,7 +11,11 @@ describe('configuration from the environment', () => {
     const config = loadConfig({}, '/srv/app');
     assert.equal(config.temporal.address, 'localhost:7233');
     assert.equal(config.temporal.namespace, 'default');
-    assert.deepEqual(config.tiers, { hot: '/srv/app/.flywheel/hot', warm: '/srv/app/.flywheel/warm', cold: '/srv/app/.flywheel/cold' });
+    assert.deepEqual(config.tiers, {
+      hot: '/srv/app/.flywheel/hot',
+      warm: '/srv/app/.flywheel/warm',
+      cold: '/srv/app/.flywheel/cold',
+    });
     assert.deepEqual(config.worker.roles, ['io', 'cpu', 'train']);
     assert.equal(config.temporal.tls, undefined);
   });
@@ -30,7 +34,11 @@ describe('configuration from the environment', () => {
   });
 
   it('an API key turns TLS on (Temporal Cloud)', () => {
-    const config = loadConfig({ TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233', TEMPORAL_API_KEY: 'k', TEMPORAL_NAMESPACE: 'ns.acct' });
+    const config = loadConfig({
+      TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233',
+      TEMPORAL_API_KEY: 'k',
+      TEMPORAL_NAMESPACE: 'ns.acct',
+    });
     assert.ok(config.temporal.tls);
     assert.equal(config.temporal.apiKey, 'k');
   });

@@ -24,6 +24,8 @@ async function main(): Promise<number> {
   const s3 = await startS3Server();
   const env = {
     ...process.env,
+    // The AWS SDK's notice about its future Node.js support would repeat in every suite that builds a client.
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     FLYWHEEL_TEST_TEMPORAL_ADDRESS: temporal.address,
     FLYWHEEL_TEST_TEMPORAL_KIND: temporal.kind,
     FLYWHEEL_TEST_S3_ENDPOINT: s3.endpoint,

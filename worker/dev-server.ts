@@ -159,7 +159,18 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
   if (await isListening(address)) {
     throw new Error(`Port ${port} on ${ip} is already in use: stop what listens there or choose another port.`);
   }
-  const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--namespace', namespace, '--log-level', 'warn'];
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    ip,
+    '--port',
+    String(port),
+    '--namespace',
+    namespace,
+    '--log-level',
+    'warn',
+  ];
   if (opts.uiPort === undefined || opts.uiPort === false) args.push('--headless');
   else args.push('--ui-port', String(opts.uiPort));
   if (opts.dbFile) {

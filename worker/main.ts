@@ -42,6 +42,8 @@ export function onShutdownSignal(drain: () => Promise<void>): void {
 if (require.main === module) {
   runWorkerProcess().catch((err) => {
     console.error(err instanceof Error ? err.message : err);
-    process.exit(typeof (err as { exitCode?: number }).exitCode === 'number' ? (err as { exitCode: number }).exitCode : 1);
+    process.exit(
+      typeof (err as { exitCode?: number }).exitCode === 'number' ? (err as { exitCode: number }).exitCode : 1,
+    );
   });
 }

@@ -1,14 +1,29 @@
-import { Runtime, makeTelemetryFilterString, DefaultLogger } from '@temporalio/worker';
+import { DefaultLogger, Runtime, makeTelemetryFilterString, type LogEntry, type LogLevel } from '@temporalio/worker';
 import type { FlywheelConfig } from '../lib/config';
 import { isListening } from './dev-server';
 
 let installed = false;
 
+/** Expected by design: only the io queue hosts workflows, so the cpu and train workers poll activities alone. */
+const EXPECTED_WARNINGS = ['No workflows registered, not polling for workflow tasks'];
+
+/** The SDK's console logger without the warnings Flywheel's layout makes expected. */
+export function flywheelLogger(level: LogLevel): DefaultLogger {
+  const console = new DefaultLogger(level);
+  return new DefaultLogger(level, (entry: LogEntry) => {
+    if (EXPECTED_WARNINGS.includes(entry.message)) return;
+    console.log(entry.level, entry.message, entry.meta);
+  });
+}
+
 /**
  * Installs the SDK runtime once per process: Prometheus metrics on the configured port (skipped with a warning when
  * the port is taken, so a second local worker still starts) and the configured log level.
  */
-export async function installRuntime(config: FlywheelConfig): Promise<{ metricsUrl?: string }> {
+export async function installRuntime(
+  config: FlywheelConfig,
+  opts: { quiet?: boolean } = {},
+): Promise<{ metricsUrl?: string }> {
   if (installed) return {};
   installed = true;
   const port = config.worker.metricsPort;
@@ -21,7 +36,10 @@ export async function installRuntime(config: FlywheelConfig): Promise<{ metricsU
     }
   }
   Runtime.install({
-    logger: new DefaultLogger(config.worker.logLevel),
+    // The one-shot `start` shows only warnings unless a debug level was asked for: its own lines tell the story.
+    logger: flywheelLogger(
+      opts.quiet && !['TRACE', 'DEBUG'].includes(config.worker.logLevel) ? 'WARN' : config.worker.logLevel,
+    ),
     // The worker handles signals itself so that it can also stop the servers it started.
     shutdownSignals: [],
     telemetryOptions: {

@@ -8,7 +8,12 @@ export function validateSpec<S extends z.ZodType>(specName: string, schema: S, i
     return parseSpec(specName, schema, input);
   } catch (err) {
     if (err instanceof InvalidSpec) {
-      throw ApplicationFailure.create({ message: err.message, type: 'InvalidSpec', nonRetryable: true, details: [err.problems] });
+      throw ApplicationFailure.create({
+        message: err.message,
+        type: 'InvalidSpec',
+        nonRetryable: true,
+        details: [err.problems],
+      });
     }
     throw err;
   }

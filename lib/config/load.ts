@@ -10,7 +10,9 @@ export class ConfigError extends Error {
     super(
       `Flywheel configuration is invalid (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
         problems
-          .map((p) => `  ${p.variable}${p.got === undefined ? '' : `=${JSON.stringify(p.got)}`}: expected ${p.expected}`)
+          .map(
+            (p) => `  ${p.variable}${p.got === undefined ? '' : `=${JSON.stringify(p.got)}`}: expected ${p.expected}`,
+          )
           .join('\n') +
         '\nFix these environment variables (see the configuration table in README.md) and start again.',
     );
@@ -70,7 +72,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const variable = String(issue.path[0] ?? '(environment)');
-      problems.push({ variable, expected: issue.message, got: SECRET_VARIABLES.has(variable) ? '***' : input[variable] });
+      problems.push({
+        variable,
+        expected: issue.message,
+        got: SECRET_VARIABLES.has(variable) ? '***' : input[variable],
+      });
     }
   }
   // Cross-variable checks run on the raw values too, so one run reports every problem.
@@ -83,7 +89,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   return {
     home,
     temporal: { address: e.TEMPORAL_ADDRESS, namespace: e.TEMPORAL_NAMESPACE, apiKey: e.TEMPORAL_API_KEY, tls },
-    tiers: { hot: tier(e.FLYWHEEL_HOT, 'hot'), warm: tier(e.FLYWHEEL_WARM, 'warm'), cold: tier(e.FLYWHEEL_COLD, 'cold') },
+    tiers: {
+      hot: tier(e.FLYWHEEL_HOT, 'hot'),
+      warm: tier(e.FLYWHEEL_WARM, 'warm'),
+      cold: tier(e.FLYWHEEL_COLD, 'cold'),
+    },
     hotMaxBytes: e.FLYWHEEL_HOT_MAX_BYTES,
     s3: {
       endpoint: e.FLYWHEEL_S3_ENDPOINT,
@@ -138,7 +148,8 @@ function checkTls(e: TlsView, problems: ConfigError['problems']): TemporalSettin
     if (file !== undefined && !fs.existsSync(file)) problems.push({ variable, expected: 'a readable file', got: file });
   }
   if ((e.TEMPORAL_TLS_CLIENT_CERT_PATH === undefined) !== (e.TEMPORAL_TLS_CLIENT_KEY_PATH === undefined)) {
-    const missing = e.TEMPORAL_TLS_CLIENT_CERT_PATH === undefined ? 'TEMPORAL_TLS_CLIENT_CERT_PATH' : 'TEMPORAL_TLS_CLIENT_KEY_PATH';
+    const missing =
+      e.TEMPORAL_TLS_CLIENT_CERT_PATH === undefined ? 'TEMPORAL_TLS_CLIENT_CERT_PATH' : 'TEMPORAL_TLS_CLIENT_KEY_PATH';
     problems.push({ variable: missing, expected: 'to be set together with its certificate/key partner for mTLS' });
   }
   const wanted =
@@ -148,7 +159,11 @@ function checkTls(e: TlsView, problems: ConfigError['problems']): TemporalSettin
     e.TEMPORAL_TLS_SERVER_NAME !== undefined;
   if (!wanted || e.TEMPORAL_TLS === false) {
     if (e.TEMPORAL_TLS === false && e.TEMPORAL_API_KEY !== undefined) {
-      problems.push({ variable: 'TEMPORAL_TLS', expected: 'not false when TEMPORAL_API_KEY is set (API keys need TLS)', got: 'false' });
+      problems.push({
+        variable: 'TEMPORAL_TLS',
+        expected: 'not false when TEMPORAL_API_KEY is set (API keys need TLS)',
+        got: 'false',
+      });
     }
     return undefined;
   }

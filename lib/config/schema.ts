@@ -30,7 +30,12 @@ export type TaskQueueRole = (typeof TASK_QUEUE_ROLES)[number];
 const queueRoles = z
   .string()
   .trim()
-  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+  .transform((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  )
   .refine((roles) => roles.length > 0 && roles.every((r) => (TASK_QUEUE_ROLES as readonly string[]).includes(r)), {
     message: `a comma-separated subset of ${TASK_QUEUE_ROLES.join(',')}`,
   })
@@ -53,16 +58,29 @@ export const envSchema = z.object({
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/, 'a namespace name (letters, digits, . _ -)')
     .default('default')
     .describe('Temporal namespace'),
-  TEMPORAL_API_KEY: z.string().min(1, 'a non-empty API key').optional().describe('API key (Temporal Cloud); turns TLS on'),
+  TEMPORAL_API_KEY: z
+    .string()
+    .min(1, 'a non-empty API key')
+    .optional()
+    .describe('API key (Temporal Cloud); turns TLS on'),
   TEMPORAL_TLS: booleanFlag.optional().describe('use TLS without client certificates (true/false)'),
   TEMPORAL_TLS_CLIENT_CERT_PATH: z.string().min(1).optional().describe('client certificate file for mTLS'),
   TEMPORAL_TLS_CLIENT_KEY_PATH: z.string().min(1).optional().describe('client private key file for mTLS'),
   TEMPORAL_TLS_SERVER_CA_CERT_PATH: z.string().min(1).optional().describe('CA certificate file of the server'),
   TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional().describe('server name to verify (SNI override)'),
-  FLYWHEEL_HOME: z.string().trim().min(1).default('.flywheel').describe('folder for local state, logs and the default tiers'),
+  FLYWHEEL_HOME: z
+    .string()
+    .trim()
+    .min(1)
+    .default('.flywheel')
+    .describe('folder for local state, logs and the default tiers'),
   FLYWHEEL_HOT: tierLocation.optional().describe('hot tier: local folder (default $FLYWHEEL_HOME/hot)'),
-  FLYWHEEL_WARM: tierLocation.optional().describe('warm tier: folder or s3://bucket/prefix (default $FLYWHEEL_HOME/warm)'),
-  FLYWHEEL_COLD: tierLocation.optional().describe('cold tier: folder or s3://bucket/prefix (default $FLYWHEEL_HOME/cold)'),
+  FLYWHEEL_WARM: tierLocation
+    .optional()
+    .describe('warm tier: folder or s3://bucket/prefix (default $FLYWHEEL_HOME/warm)'),
+  FLYWHEEL_COLD: tierLocation
+    .optional()
+    .describe('cold tier: folder or s3://bucket/prefix (default $FLYWHEEL_HOME/cold)'),
   FLYWHEEL_HOT_MAX_BYTES: z.coerce
     .number({ message: 'a size in bytes' })
     .int('a whole number of bytes')
@@ -78,20 +96,28 @@ export const envSchema = z.object({
   AWS_ACCESS_KEY_ID: z.string().min(1).optional().describe('S3 access key (else the AWS SDK credential chain)'),
   AWS_SECRET_ACCESS_KEY: z.string().min(1).optional().describe('S3 secret key (else the AWS SDK credential chain)'),
   FLYWHEEL_S3_REGION: z.string().trim().min(1).default('us-east-1').describe('S3 region'),
-  FLYWHEEL_S3_FORCE_PATH_STYLE: booleanFlag.optional().describe('path-style bucket addressing (default true when an endpoint is set)'),
+  FLYWHEEL_S3_FORCE_PATH_STYLE: booleanFlag
+    .optional()
+    .describe('path-style bucket addressing (default true when an endpoint is set)'),
   FLYWHEEL_S3_CHECKSUMS: z
     .enum(['when_supported', 'when_required'], { message: 'when_supported or when_required' })
     .default('when_supported')
     .describe('request checksums: when_supported (SDK default) or when_required (servers without aws-chunked support)'),
-  FLYWHEEL_S3_MAX_ATTEMPTS: positiveInt('a whole number of attempts ≥ 1').default(5).describe('attempts per S3 request, with backoff'),
-  FLYWHEEL_TASK_QUEUES: queueRoles.default(['io', 'cpu', 'train']).describe('task queues this worker serves: subset of io,cpu,train'),
+  FLYWHEEL_S3_MAX_ATTEMPTS: positiveInt('a whole number of attempts ≥ 1')
+    .default(5)
+    .describe('attempts per S3 request, with backoff'),
+  FLYWHEEL_TASK_QUEUES: queueRoles
+    .default(['io', 'cpu', 'train'])
+    .describe('task queues this worker serves: subset of io,cpu,train'),
   FLYWHEEL_TASK_QUEUE_PREFIX: z
     .string()
     .trim()
     .regex(/^[A-Za-z0-9._-]{1,100}$/, 'letters, digits, . _ -')
     .default('flywheel')
     .describe('task queues are <prefix>-io, <prefix>-cpu, <prefix>-train'),
-  FLYWHEEL_WORKER_CONCURRENCY: positiveInt('a whole number ≥ 1').default(4).describe('concurrent activities per task queue'),
+  FLYWHEEL_WORKER_CONCURRENCY: positiveInt('a whole number ≥ 1')
+    .default(4)
+    .describe('concurrent activities per task queue'),
   FLYWHEEL_METRICS_PORT: port.default(9464).describe('Prometheus metrics port on the worker (0 = off)'),
   FLYWHEEL_LOG_LEVEL: z
     .enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'], { message: 'TRACE, DEBUG, INFO, WARN or ERROR' })
