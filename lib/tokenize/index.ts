@@ -1,0 +1,3 @@
+export * from './encodings';
+export * from './tokenizer';
+export * from './pool';

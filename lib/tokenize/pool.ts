@@ -1,0 +1,38 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+import Piscina from 'piscina';
+import type { TokenizerEncoding } from './encodings';
+import type { TokenizeTask } from './tokenize-task';
+
+/**
+ * Tokenization off the event loop, on a piscina worker-thread pool. Batches keep the per-task overhead small;
+ * results come back in submission order whatever thread finished first.
+ */
+export class TokenizerPool {
+  private readonly pool: Piscina;
+
+  constructor(opts: { threads?: number } = {}) {
+    const threads = Math.max(1, opts.threads ?? os.availableParallelism());
+    const file = path.join(__dirname, `tokenize-task${path.extname(__filename)}`);
+    this.pool = new Piscina({
+      filename: file,
+      minThreads: threads,
+      maxThreads: threads,
+      // Running from TypeScript sources (tsx), threads need the same loader; compiled builds load plain JS.
+      execArgv: file.endsWith('.ts') ? ['--require', 'tsx/cjs'] : [],
+    });
+  }
+
+  get threads(): number {
+    return this.pool.threads.length;
+  }
+
+  encode(encoding: TokenizerEncoding, texts: string[]): Promise<Uint32Array[]> {
+    const task: TokenizeTask = { encoding, texts };
+    return this.pool.run(task) as Promise<Uint32Array[]>;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}

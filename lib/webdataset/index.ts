@@ -1,0 +1,3 @@
+export * from './npy';
+export * from './shard-writer';
+export * from './split';
