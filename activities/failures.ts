@@ -1,6 +1,8 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { StorageError } from '../lib/storage/errors';
 import { InvalidSpec } from '../lib/spec/invalid-spec';
+import { CollectError } from '../lib/collect/errors';
+import { DatasetVersionExists } from '../lib/pipeline/commit-dataset';
 
 /**
  * Maps domain errors to Temporal failures: transient ones are retried by the activity's retry policy,
@@ -16,6 +18,18 @@ export function toActivityFailure(err: unknown): unknown {
       details: [{ uri: err.uri }],
       cause: err,
     });
+  }
+  if (err instanceof CollectError) {
+    return ApplicationFailure.create({
+      message: err.message,
+      type: err.code,
+      nonRetryable: !err.retryable,
+      details: [{ location: err.location }],
+      cause: err,
+    });
+  }
+  if (err instanceof DatasetVersionExists) {
+    return ApplicationFailure.create({ message: err.message, type: err.type, nonRetryable: true });
   }
   if (err instanceof InvalidSpec) {
     return ApplicationFailure.create({

@@ -1,13 +1,6 @@
 import { Context } from '@temporalio/activity';
 import type { TieredStore } from '../lib/storage';
-import {
-  commitManifest,
-  CorruptManifest,
-  readManifest,
-  sha256Hex,
-  verifyManifest,
-  type ArtifactRef,
-} from '../lib/storage';
+import { commitManifest, findCommittedManifest, readManifest, verifyManifest, type ArtifactRef } from '../lib/storage';
 import { sampleManifestKey, sampleObjectKey, sampleObjectStream } from '../lib/storage-check/sample-object';
 import type { StorageCheckSpec } from '../lib/spec/storage-check';
 import { withFailureMapping } from './failures';
@@ -23,17 +16,8 @@ interface WriteCursor {
 
 /** A manifest already committed for this spec digest is reused: a rerun of the same spec does no work. */
 async function committedManifest(store: TieredStore, uri: string, digest: string): Promise<ArtifactRef | undefined> {
-  if (!(await store.exists(uri))) return undefined;
-  const bytes = await store.getBytes(uri);
-  const ref = { uri, sha256: sha256Hex(bytes), bytes: bytes.length };
-  try {
-    const manifest = await readManifest(store, ref);
-    return manifest.meta.digest === digest ? ref : undefined;
-  } catch (err) {
-    // A damaged manifest is rewritten from scratch, never trusted.
-    if (err instanceof CorruptManifest) return undefined;
-    throw err;
-  }
+  const found = await findCommittedManifest(store, uri);
+  return found?.manifest.meta.digest === digest ? found.ref : undefined;
 }
 
 export function createStorageCheckActivities({ store }: StorageCheckDeps) {

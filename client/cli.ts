@@ -4,6 +4,12 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, describeVariables, loadConfig, TASK_QUEUE_ROLES, type TaskQueueRole } from '../lib/config';
 import { InvalidSpec } from '../lib/spec/invalid-spec';
 import type { StorageCheckInput } from '../lib/spec/storage-check';
+import type { PipelineInput } from '../lib/spec/pipeline';
+import { describeDataset, followPipeline, readSpecFile, registerPipelineCommands } from './commands/pipeline';
+import { registerDedupCommand } from './commands/dedup';
+
+/** The embedded default's main job: the data pipeline on the bundled sample corpus. */
+const MAIN_JOB_SPEC = path.join(__dirname, '..', 'examples', 'sample-pipeline.json');
 
 // Commands load the SDK (and its native bridge) only when they need it, so `--help` and `config` answer at once.
 // Plain require keeps one CommonJS module graph (a dynamic import() would load a second copy through the ESM loader).
@@ -57,18 +63,21 @@ async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
   let record: Record<string, unknown> = {};
   try {
     const client = new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
-    const spec: StorageCheckInput = {};
-    const handle = await client.startStorageCheck(spec);
-    log(opts, `Main job: workflow ${handle.workflowId} (storage check: write, commit manifest, verify)`);
-    const result = await handle.result();
-    log(opts, `Verified ${result.objects} objects, ${result.bytes} bytes; manifest ${result.manifest.uri}`);
+    const spec = readSpecFile(MAIN_JOB_SPEC);
+    const handle = await client.startPipeline(spec as PipelineInput);
+    log(
+      opts,
+      `Main job: data pipeline ${handle.workflowId} on the bundled sample corpus (${path.relative(process.cwd(), MAIN_JOB_SPEC)})`,
+    );
+    const pipeline = await followPipeline(client, handle, (line) => log(opts, line));
+    for (const line of describeDataset(pipeline)) log(opts, line);
     record = {
-      job: 'storageCheck',
+      job: 'dataPipeline',
       workflowId: handle.workflowId,
       temporal: { address: temporal.address, uiUrl: temporal.uiUrl, startedHere: Boolean(temporal.server) },
       metricsUrl,
       tiers: config.tiers,
-      result,
+      pipeline,
     };
   } catch (err) {
     failure = err;
@@ -174,6 +183,16 @@ export function buildCli(): Command {
       );
       await client.connection.close();
     });
+
+  registerDedupCommand(program);
+
+  registerPipelineCommands(program, {
+    connect: async () => {
+      const config = loadConfig();
+      const [{ connectClient }, { FlywheelClient }] = await Promise.all([connection(), flywheelClient()]);
+      return new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
+    },
+  });
 
   program
     .command('storage-check')

@@ -3,7 +3,9 @@ import { taskQueueName } from '../lib/config';
 import { specDigest } from '../lib/spec/digest';
 import { parseSpec } from '../lib/spec/invalid-spec';
 import { StorageCheckSpec, type StorageCheckInput, type StorageCheckResult } from '../lib/spec/storage-check';
-import type { storageCheck, StorageCheckProgress } from '../workflows';
+import { PipelineSpec, pipelineWorkflowId, type PipelineInput } from '../lib/spec/pipeline';
+import type { DatasetSummary, PipelineProgress } from '../lib/spec/pipeline-results';
+import type { dataPipeline, storageCheck, StorageCheckProgress } from '../workflows';
 
 /**
  * The typed client services use. Specs are validated here too, so a caller hears of a bad field before anything
@@ -35,6 +37,35 @@ export class FlywheelClient {
 
   async runStorageCheck(input: StorageCheckInput): Promise<StorageCheckResult> {
     return (await this.startStorageCheck(input)).result();
+  }
+
+  /**
+   * Starts the data pipeline as `pipeline-<dataset>-<version>`. Starting the same dataset version again while it runs
+   * attaches to the running workflow; after it finished, a new run reuses the committed dataset.
+   */
+  async startPipeline(input: PipelineInput): Promise<WorkflowHandle<typeof dataPipeline>> {
+    const spec = parseSpec('dataPipeline', PipelineSpec, input);
+    return this.client.workflow.start<typeof dataPipeline>('dataPipeline', {
+      args: [spec],
+      taskQueue: this.workflowQueue,
+      workflowId: pipelineWorkflowId(spec),
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      memo: {
+        dataset: spec.dataset,
+        version: spec.version,
+        sources: spec.sources.length,
+        encoding: spec.tokenizer.encoding,
+      },
+    });
+  }
+
+  async runPipeline(input: PipelineInput): Promise<DatasetSummary> {
+    return (await this.startPipeline(input)).result();
+  }
+
+  async pipelineProgress(workflowId: string): Promise<PipelineProgress> {
+    return this.client.workflow.getHandle(workflowId).query<PipelineProgress>('progress');
   }
 
   async storageCheckProgress(workflowId: string): Promise<StorageCheckProgress> {

@@ -72,7 +72,8 @@ describe('S3 request checksums with the SDK defaults', () => {
     );
     assert.equal(putBig.sha256, createHash('sha256').update(big).digest('hex'));
     const head = await store.client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'multipart.bin' }));
-    assert.match(head.ETag ?? '', /-\d+"?$/, 'stored as a multipart object');
+    // s3rver gives multipart objects a whole-object ETag, so only a real server shows the part count.
+    if (server.kind === 's3proxy') assert.match(head.ETag ?? '', /-\d+"?$/, 'stored as a multipart object');
     assert.ok((await store.getBytes('multipart.bin')).equals(big));
   });
 });

@@ -1,1 +1,2 @@
 export * from './storage-check';
+export * from './data-pipeline';

@@ -197,3 +197,22 @@ async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T)
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
   if (firstError !== undefined) throw firstError.error;
 }
+
+/**
+ * A manifest already committed at `uri`, with the ref that names its exact bytes; undefined when there is none or
+ * it does not parse (a damaged manifest is never trusted: the caller rebuilds the artifact).
+ */
+export async function findCommittedManifest(
+  tiered: TieredStore,
+  uri: string,
+): Promise<{ ref: ArtifactRef; manifest: Manifest } | undefined> {
+  if (!(await tiered.exists(uri))) return undefined;
+  const bytes = await tiered.getBytes(uri);
+  const ref = { uri, sha256: sha256Hex(bytes), bytes: bytes.length };
+  try {
+    return { ref, manifest: await readManifest(tiered, ref) };
+  } catch (err) {
+    if (err instanceof CorruptManifest) return undefined;
+    throw err;
+  }
+}

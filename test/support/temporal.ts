@@ -68,9 +68,15 @@ export function temporalAddress(): Promise<string> {
 }
 
 /** A configuration on local-folder tiers in a fresh temp dir, its own task queue prefix, metrics off. */
+const homes: string[] = [];
+process.on('exit', () => {
+  for (const home of homes) fs.rmSync(home, { recursive: true, force: true });
+});
+
 export function testConfig(address: string, env: Record<string, string> = {}): FlywheelConfig {
   quietTestRuntime();
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-home-'));
+  homes.push(home);
   return loadConfig({
     TEMPORAL_ADDRESS: address,
     FLYWHEEL_HOME: home,

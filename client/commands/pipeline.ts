@@ -1,0 +1,92 @@
+import * as fs from 'node:fs';
+import type { Command } from 'commander';
+import type { WorkflowHandle } from '@temporalio/client';
+import { loadConfig } from '../../lib/config';
+import type { DatasetSummary, PipelineProgress } from '../../lib/spec/pipeline-results';
+import type { FlywheelClient } from '../flywheel-client';
+
+/** Reads a spec file, with an error that names the file and what is wrong with it. */
+export function readSpecFile(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw Object.assign(new Error(`cannot read spec file ${file}: ${(err as Error).message}`), { exitCode: 2 });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw Object.assign(new Error(`spec file ${file} is not valid JSON: ${(err as Error).message}`), { exitCode: 2 });
+  }
+}
+
+function describeProgress(p: PipelineProgress): string {
+  const counts = p.total > 0 ? ` ${p.done}/${p.total}` : '';
+  return `[pipeline] ${p.stage}${counts}${p.documents ? `, ${p.documents} documents collected` : ''}`;
+}
+
+/** Waits for a pipeline run, printing a line whenever its progress query answers something new. */
+export async function followPipeline(
+  flywheel: FlywheelClient,
+  handle: WorkflowHandle,
+  print: (line: string) => void,
+): Promise<DatasetSummary> {
+  let last = '';
+  let finished = false;
+  const result = (handle.result() as Promise<DatasetSummary>).finally(() => (finished = true));
+  while (!finished) {
+    try {
+      const line = describeProgress(await flywheel.pipelineProgress(handle.workflowId));
+      if (line !== last) print(line);
+      last = line;
+    } catch {
+      // The first workflow task may not have run yet: nothing to show.
+    }
+    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
+  }
+  return result;
+}
+
+export function describeDataset(s: DatasetSummary): string[] {
+  const funnel = Object.entries(s.stages)
+    .map(([stage, st]) => `${stage} ${st.input}→${st.kept}`)
+    .join(', ');
+  const drops = Object.entries(s.stages)
+    .flatMap(([, st]) => Object.entries(st.dropped))
+    .sort((a, b) => b[1] - a[1])
+    .map(([rule, n]) => `${rule} ${n}`)
+    .join(', ');
+  return [
+    `dataset ${s.dataset}/${s.version}${s.reused ? ' (reused: already committed for this spec)' : ''}: ${s.documents} documents, ${s.tokens} tokens (${s.tokenizer.encoding}, ${s.tokenizer.dtype})`,
+    `shards: train ${s.splits.train.shards} (${s.splits.train.documents} docs), validation ${s.splits.validation.shards} (${s.splits.validation.documents} docs)`,
+    `funnel: ${funnel}${drops ? `; dropped: ${drops}` : ''}`,
+    `manifest: ${s.manifest.uri}`,
+  ];
+}
+
+export function registerPipelineCommands(program: Command, deps: { connect: () => Promise<FlywheelClient> }): void {
+  const pipeline = program
+    .command('pipeline')
+    .description('the data pipeline: sources → filtered, deduplicated, tokenized WebDataset shards');
+  pipeline
+    .command('run')
+    .description('start a data pipeline from a JSON spec (see examples/); needs a running worker')
+    .requiredOption('--spec <file>', 'the pipeline spec, a JSON file')
+    .option('--wait', 'wait for the run to finish, showing progress')
+    .option('--json', 'print the result (or the started workflow) as JSON on stdout')
+    .action(async (opts: { spec: string; wait?: boolean; json?: boolean }) => {
+      loadConfig();
+      const spec = readSpecFile(opts.spec);
+      const flywheel = await deps.connect();
+      const handle = await flywheel.startPipeline(spec as never);
+      const say = (line: string) => (opts.json ? console.error : console.log)(line);
+      say(`started ${handle.workflowId}`);
+      if (!opts.wait) {
+        if (opts.json) console.log(JSON.stringify({ workflowId: handle.workflowId }));
+        return;
+      }
+      const summary = await followPipeline(flywheel, handle, (line) => console.error(line));
+      if (opts.json) console.log(JSON.stringify(summary));
+      else for (const line of describeDataset(summary)) console.log(line);
+    });
+}

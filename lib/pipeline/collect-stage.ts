@@ -1,0 +1,109 @@
+import type { ArtifactRef } from '../storage/manifest';
+import type { TieredStore } from '../storage/tiered-store';
+import { countDrop, emptyStats } from '../spec/pipeline-results';
+import { planSource, readUnit, type CollectContext, type SourceUnit } from '../collect';
+import type { SourceSpec } from '../collect/source-spec';
+import { S3Client } from '@aws-sdk/client-s3';
+import { commitStage, type StageOutput } from './stage-output';
+import { stageWriters, type PartitionLimits } from './stage-io';
+
+/** Batches per run at most: keeps the workflow's history and fan-out bounded whatever the number of files. */
+const MAX_BATCHES = 256;
+
+export interface CollectionPlanSummary {
+  plan: ArtifactRef;
+  units: number;
+  batches: number;
+  bytes: number;
+}
+
+interface CollectionPlan {
+  units: SourceUnit[];
+  unitsPerBatch: number;
+}
+
+function contextFor(store: TieredStore, allowedRoots?: string[]): CollectContext {
+  return { s3: s3ClientOf(store), now: () => new Date(), allowedRoots };
+}
+
+/** S3 sources reuse the warm tier's client (endpoint and credentials) when the warm tier is on S3. */
+function s3ClientOf(store: TieredStore): S3Client | undefined {
+  for (const tier of ['warm', 'cold', 'hot'] as const) {
+    const backend = store.tier(tier) as { client?: unknown };
+    if (backend.client instanceof S3Client) return backend.client;
+  }
+  return undefined;
+}
+
+/**
+ * Lists every source's units (files, objects, URLs, sample slices) in a deterministic order and stores the plan as
+ * an object: the workflow carries only its reference and counts, however many files there are.
+ */
+export async function planCollection(input: {
+  store: TieredStore;
+  folder: string;
+  sources: SourceSpec[];
+  unitsPerBatch: number;
+  allowedRoots?: string[];
+  s3?: S3Client;
+}): Promise<CollectionPlanSummary> {
+  const ctx = { ...contextFor(input.store, input.allowedRoots), ...(input.s3 ? { s3: input.s3 } : {}) };
+  const units: SourceUnit[] = [];
+  for (const source of input.sources) units.push(...(await planSource(source, ctx)));
+  const unitsPerBatch = Math.max(input.unitsPerBatch, Math.ceil(units.length / MAX_BATCHES));
+  const plan: CollectionPlan = { units, unitsPerBatch };
+  const uri = `${input.folder}/plan.json`;
+  const put = await input.store.put(uri, JSON.stringify(plan));
+  return {
+    plan: { uri, sha256: put.sha256, bytes: put.bytes },
+    units: units.length,
+    batches: Math.ceil(units.length / unitsPerBatch),
+    bytes: units.reduce((n, u) => n + u.bytes, 0),
+  };
+}
+
+async function readPlan(store: TieredStore, ref: ArtifactRef): Promise<CollectionPlan> {
+  const bytes = await store.getBytes(ref.uri);
+  return JSON.parse(bytes.toString('utf8')) as CollectionPlan;
+}
+
+/**
+ * Reads one batch of units into document partitions of bounded size; records that cannot become documents go to
+ * the batch's rejected partitions with their reason. A retry starts the batch again: its output keys are fixed, so
+ * the rewrite replaces, never duplicates.
+ */
+export async function collectBatch(input: {
+  store: TieredStore;
+  folder: string;
+  plan: ArtifactRef;
+  batch: number;
+  limits: PartitionLimits;
+  allowedRoots?: string[];
+  onProgress?: (p: { units: number; documents: number; quarantined: number }) => void;
+}): Promise<StageOutput> {
+  const plan = await readPlan(input.store, input.plan);
+  const ctx = contextFor(input.store, input.allowedRoots);
+  const stats = emptyStats();
+  const writers = stageWriters(input.store, input.folder, input.limits);
+  const first = input.batch * plan.unitsPerBatch;
+  const units = plan.units.slice(first, first + plan.unitsPerBatch);
+  let quarantined = 0;
+  for (let u = 0; u < units.length; u++) {
+    for await (const event of readUnit(units[u], ctx)) {
+      stats.input += 1;
+      if (event.kind === 'document') {
+        stats.kept += 1;
+        stats.keptBytes += Buffer.byteLength(event.doc.text);
+        await writers.keep(event.doc);
+      } else {
+        quarantined += 1;
+        countDrop(stats, `collect.${event.record.reason}`);
+        await writers.reject({ stage: 'collect', ...event.record });
+      }
+      if (stats.input % 500 === 0) input.onProgress?.({ units: u, documents: stats.kept, quarantined });
+    }
+    input.onProgress?.({ units: u + 1, documents: stats.kept, quarantined });
+  }
+  const out = await writers.finish();
+  return commitStage(input.store, input.folder, 'pipeline-collect', { ...out, stats });
+}

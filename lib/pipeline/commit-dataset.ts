@@ -1,0 +1,116 @@
+import { commitManifest, findCommittedManifest, type ArtifactRef } from '../storage/manifest';
+import type { TieredStore } from '../storage/tiered-store';
+import type { DatasetSummary, PipelineProgress } from '../spec/pipeline-results';
+import type { ShardedDataset } from './tokenize-and-shard';
+
+export class DatasetVersionExists extends Error {
+  readonly type = 'DatasetVersionExists';
+  constructor(uri: string, existing: string, wanted: string) {
+    super(
+      `${uri} already holds this dataset version built from another spec (digest ${existing}, this spec ${wanted}). ` +
+        'Datasets are immutable: give the spec a new version.',
+    );
+    this.name = 'DatasetVersionExists';
+  }
+}
+
+export function datasetFolder(dataset: string, version: string): string {
+  return `warm://datasets/${dataset}/${version}`;
+}
+
+export function datasetManifestUri(dataset: string, version: string): string {
+  return `${datasetFolder(dataset, version)}/manifest.json`;
+}
+
+/** What the dataset manifest's `meta` holds besides the shard list: everything a reader or a report needs. */
+export interface DatasetMeta {
+  dataset: string;
+  version: string;
+  specDigest: string;
+  spec: unknown;
+  tokenizer: DatasetSummary['tokenizer'];
+  documents: number;
+  tokens: number;
+  textBytes: number;
+  splits: Record<'train' | 'validation', { documents: number; tokens: number; shards: ShardEntry[] }>;
+  stages: PipelineProgress['stages'];
+  rejected: ArtifactRef[];
+}
+
+export interface ShardEntry {
+  uri: string;
+  samples: number;
+  tokens: number;
+}
+
+/** The committed dataset of this name and version if it was built from the same spec; a different spec is refused. */
+export async function findCommittedDataset(
+  store: TieredStore,
+  key: { dataset: string; version: string; digest: string },
+): Promise<DatasetSummary | undefined> {
+  const uri = datasetManifestUri(key.dataset, key.version);
+  const found = await findCommittedManifest(store, uri);
+  if (!found) return undefined;
+  const meta = found.manifest.meta as unknown as DatasetMeta;
+  if (meta.specDigest !== key.digest) throw new DatasetVersionExists(uri, meta.specDigest, key.digest);
+  return summaryOf(found.ref, meta, true);
+}
+
+/** Writes the dataset manifest, last: every shard with its sha256 and size, splits, tokenizer, spec and stage stats. */
+export async function commitDataset(
+  store: TieredStore,
+  input: Omit<DatasetMeta, 'splits' | 'tokenizer' | 'documents' | 'tokens' | 'textBytes'> & {
+    sharded: ShardedDataset;
+    encoding: string;
+  },
+): Promise<DatasetSummary> {
+  const { sharded } = input;
+  const split = (name: 'train' | 'validation') => ({
+    documents: sharded.splits[name].documents,
+    tokens: sharded.splits[name].tokens,
+    shards: sharded.splits[name].shards.map((s) => ({ uri: s.uri, samples: s.samples, tokens: s.tokens })),
+  });
+  const meta: DatasetMeta = {
+    dataset: input.dataset,
+    version: input.version,
+    specDigest: input.specDigest,
+    spec: input.spec,
+    tokenizer: { encoding: input.encoding, dtype: sharded.dtype, eot: sharded.eot, vocabSize: sharded.vocabSize },
+    documents: sharded.documents,
+    tokens: sharded.tokens,
+    textBytes: sharded.textBytes,
+    splits: { train: split('train'), validation: split('validation') },
+    stages: input.stages,
+    rejected: input.rejected,
+  };
+  const shards = [...sharded.splits.train.shards, ...sharded.splits.validation.shards];
+  const ref = await commitManifest(store, datasetManifestUri(input.dataset, input.version), {
+    kind: 'dataset',
+    name: `${input.dataset}/${input.version}`,
+    objects: shards.map(({ uri, sha256, bytes }) => ({ uri, sha256, bytes })),
+    meta: meta as unknown as Record<string, unknown>,
+  });
+  return summaryOf(ref, meta, false);
+}
+
+function summaryOf(manifest: ArtifactRef, meta: DatasetMeta, reused: boolean): DatasetSummary {
+  const split = (s: DatasetMeta['splits']['train']) => ({
+    shards: s.shards.length,
+    documents: s.documents,
+    tokens: s.tokens,
+  });
+  return {
+    manifest,
+    dataset: meta.dataset,
+    version: meta.version,
+    specDigest: meta.specDigest,
+    tokenizer: meta.tokenizer,
+    documents: meta.documents,
+    tokens: meta.tokens,
+    textBytes: meta.textBytes,
+    splits: { train: split(meta.splits.train), validation: split(meta.splits.validation) },
+    stages: meta.stages,
+    rejected: meta.rejected,
+    reused,
+  };
+}

@@ -1,0 +1,38 @@
+import type { ArtifactRef } from '../storage/manifest';
+import type { TieredStore } from '../storage/tiered-store';
+import { countDrop, emptyStats } from '../spec/pipeline-results';
+import { filterDocument } from '../quality';
+import type { QualitySpec } from '../quality/spec';
+import { commitStage, type StageOutput } from './stage-output';
+import { readStageDocuments, stageWriters, type PartitionLimits } from './stage-io';
+
+/**
+ * Runs the quality filters over one batch: kept documents (with C4's line edits applied) to the batch's partitions,
+ * every rejected one to its rejected partitions with the rule that rejected it, counted per rule.
+ */
+export async function filterStage(input: {
+  store: TieredStore;
+  folder: string;
+  input: ArtifactRef;
+  quality: QualitySpec;
+  limits: PartitionLimits;
+  onProgress?: (documents: number) => void;
+}): Promise<StageOutput> {
+  const stats = emptyStats();
+  const writers = stageWriters(input.store, input.folder, input.limits);
+  for await (const doc of readStageDocuments(input.store, [input.input])) {
+    stats.input += 1;
+    const verdict = filterDocument(doc, input.quality);
+    if (verdict.kept) {
+      stats.kept += 1;
+      stats.keptBytes += Buffer.byteLength(verdict.doc.text);
+      await writers.keep(verdict.doc);
+    } else {
+      countDrop(stats, verdict.rule);
+      await writers.reject({ doc, stage: 'filter', rule: verdict.rule, detail: verdict.detail });
+    }
+    if (stats.input % 500 === 0) input.onProgress?.(stats.input);
+  }
+  const out = await writers.finish();
+  return commitStage(input.store, input.folder, 'pipeline-filter', { ...out, stats });
+}

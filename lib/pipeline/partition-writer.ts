@@ -1,0 +1,64 @@
+import { PassThrough } from 'node:stream';
+import { createGzip } from 'node:zlib';
+import type { ArtifactRef } from '../storage/manifest';
+import type { TieredStore } from '../storage/tiered-store';
+
+/**
+ * Writes records as a sequence of gzip JSON-lines partitions of bounded size (`part-000000.jsonl.gz`, ...), streaming
+ * each to the store as it fills: memory stays flat whatever the input size.
+ */
+export class PartitionWriter {
+  private current?: {
+    gzip: ReturnType<typeof createGzip>;
+    done: Promise<{ sha256: string; bytes: number }>;
+    uri: string;
+    records: number;
+    rawBytes: number;
+  };
+  private readonly written: (ArtifactRef & { records: number })[] = [];
+  private index = 0;
+  records = 0;
+
+  constructor(
+    private readonly store: TieredStore,
+    /** e.g. `warm://pipelines/x/collect/batch-000000/part` */
+    private readonly uriPrefix: string,
+    private readonly limits: { maxRecords: number; maxBytes: number },
+  ) {}
+
+  async write(record: unknown): Promise<void> {
+    const part = this.current ?? this.open();
+    const line = JSON.stringify(record) + '\n';
+    if (!part.gzip.write(line)) await new Promise((r) => part.gzip.once('drain', r));
+    part.records += 1;
+    part.rawBytes += Buffer.byteLength(line);
+    this.records += 1;
+    if (part.records >= this.limits.maxRecords || part.rawBytes >= this.limits.maxBytes) await this.close();
+  }
+
+  /** Closes the open partition; returns every partition written, in order (none if nothing was written). */
+  async finish(): Promise<(ArtifactRef & { records: number })[]> {
+    await this.close();
+    return this.written;
+  }
+
+  private open() {
+    const uri = `${this.uriPrefix}-${String(this.index++).padStart(6, '0')}.jsonl.gz`;
+    const gzip = createGzip({ level: 6 });
+    const body = new PassThrough();
+    gzip.pipe(body);
+    const done = this.store.put(uri, body, { contentType: 'application/gzip' });
+    done.catch(() => undefined);
+    this.current = { gzip, done, uri, records: 0, rawBytes: 0 };
+    return this.current;
+  }
+
+  private async close(): Promise<void> {
+    const part = this.current;
+    if (!part) return;
+    this.current = undefined;
+    part.gzip.end();
+    const put = await part.done;
+    this.written.push({ uri: part.uri, sha256: put.sha256, bytes: put.bytes, records: part.records });
+  }
+}

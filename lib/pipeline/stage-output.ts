@@ -1,0 +1,55 @@
+import { commitManifest, findCommittedManifest, type ArtifactRef } from '../storage/manifest';
+import type { TieredStore } from '../storage/tiered-store';
+import type { StageStats } from '../spec/pipeline-results';
+
+/** A stage's committed output: a manifest of kept partitions, one of rejected records, and the counts. */
+export interface StageOutput {
+  partitions: ArtifactRef;
+  rejected?: ArtifactRef;
+  stats: StageStats;
+}
+
+export interface RunKey {
+  dataset: string;
+  version: string;
+  digest: string;
+}
+
+/** Where a run keeps its intermediate stages: named by the spec digest, so a different spec never reuses them. */
+export function runFolder(key: RunKey): string {
+  return `warm://pipelines/${key.dataset}/${key.version}/${key.digest}`;
+}
+
+/** The output a previous attempt or run committed at `folder`, if any: stages are reused, never recomputed. */
+export async function committedStage(store: TieredStore, folder: string): Promise<StageOutput | undefined> {
+  const found = await findCommittedManifest(store, `${folder}/manifest.json`);
+  if (!found) return undefined;
+  const meta = found.manifest.meta as { stats: StageStats; rejected?: ArtifactRef };
+  return { partitions: found.ref, rejected: meta.rejected, stats: meta.stats };
+}
+
+/** Commits a stage: the rejected records' manifest first, then the stage manifest that points at it, last. */
+export async function commitStage(
+  store: TieredStore,
+  folder: string,
+  kind: string,
+  out: { kept: readonly ArtifactRef[]; rejected: readonly ArtifactRef[]; stats: StageStats },
+): Promise<StageOutput> {
+  const name = folder.slice(folder.indexOf('://') + 3);
+  const rejected =
+    out.rejected.length > 0
+      ? await commitManifest(store, `${folder}/rejected.json`, {
+          kind: `${kind}-rejected`,
+          name,
+          objects: out.rejected.map(({ uri, sha256, bytes }) => ({ uri, sha256, bytes })),
+          meta: {},
+        })
+      : undefined;
+  const partitions = await commitManifest(store, `${folder}/manifest.json`, {
+    kind,
+    name,
+    objects: out.kept.map(({ uri, sha256, bytes }) => ({ uri, sha256, bytes })),
+    meta: { stats: out.stats, rejected },
+  });
+  return { partitions, rejected, stats: out.stats };
+}

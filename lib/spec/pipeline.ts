@@ -1,0 +1,64 @@
+import { z } from 'zod';
+import { SourceSpec } from '../collect/source-spec';
+import { QualitySpec } from '../quality/spec';
+import { TokenizerEncoding } from '../tokenize/encodings';
+
+const MiB = 1024 * 1024;
+const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes, at most 63');
+
+/**
+ * The data pipeline's one argument: sources in, tokenized WebDataset shards out. Every field but `dataset` and
+ * `sources` has a default, so `{ "dataset": "demo", "sources": [{ "type": "sample" }] }` is a complete spec.
+ */
+export const PipelineSpec = z
+  .object({
+    dataset: name.describe('dataset name: names the output folder and the workflow id'),
+    version: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'letters, digits, . _ -')
+      .default('v1')
+      .describe('dataset version; one spec per version'),
+    sources: z.array(SourceSpec).min(1, 'at least one source').describe('where documents come from'),
+    quality: QualitySpec.prefault({}).describe('quality filters and their thresholds'),
+    dedup: z
+      .object({ exact: z.boolean().default(true).describe('drop documents whose normalized text repeats') })
+      .strict()
+      .default({ exact: true }),
+    tokenizer: z
+      .object({ encoding: TokenizerEncoding.default('cl100k_base') })
+      .strict()
+      .default({ encoding: 'cl100k_base' }),
+    shards: z
+      .object({
+        targetBytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .default(256 * MiB)
+          .describe('a shard closes once it reaches this size'),
+        validationFraction: z.number().min(0).max(0.5).default(0.01).describe('share of documents in validation'),
+      })
+      .strict()
+      .default({ targetBytes: 256 * MiB, validationFraction: 0.01 }),
+    partitions: z
+      .object({
+        maxDocuments: z.number().int().min(1).default(20_000),
+        maxBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(64 * MiB),
+      })
+      .strict()
+      .default({ maxDocuments: 20_000, maxBytes: 64 * MiB }),
+    /** Collection units per activity: more means fewer, longer activities. */
+    unitsPerBatch: z.number().int().min(1).max(10_000).default(16),
+  })
+  .strict();
+
+export type PipelineSpec = z.infer<typeof PipelineSpec>;
+export type PipelineInput = z.input<typeof PipelineSpec>;
+
+export function pipelineWorkflowId(spec: Pick<PipelineSpec, 'dataset' | 'version'>): string {
+  return `pipeline-${spec.dataset}-${spec.version}`;
+}

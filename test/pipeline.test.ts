@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { FlywheelClient } from '../client/flywheel-client';
+import { sampleCorpus } from '../lib/collect';
+import { decodeJsonlGz } from '../lib/document';
+import type { DatasetMeta } from '../lib/pipeline/commit-dataset';
+import type { PipelineInput } from '../lib/spec/pipeline';
+import { readManifest, tieredStoreFromConfig, verifyManifest } from '../lib/storage';
+import { createWorkers, type FlywheelWorkers } from '../worker/workers';
+import { temporalAddress, testConfig } from './support/temporal';
+
+/** A folder of inputs in several formats, with bad records the pipeline must quarantine and go on. */
+function makeInputs(dir: string) {
+  // Real prose that passes the quality filters: chapters of the bundled corpus beyond the ones the sample source reads.
+  const paragraphs = sampleCorpus('moby-dick')
+    .documents.slice(60, 68)
+    .map((d) => d.text);
+  fs.mkdirSync(path.join(dir, 'notes'), { recursive: true });
+  paragraphs.slice(0, 4).forEach((p, i) => fs.writeFileSync(path.join(dir, 'notes', `note-${i}.txt`), p));
+  // An exact duplicate (after normalization) of note-0.
+  fs.writeFileSync(
+    path.join(dir, 'notes', 'note-copy.md'),
+    `  ${paragraphs[0].replace(/ /g, '   ').replace(/^\S+/, (w) => w.toLowerCase())}\n`,
+  );
+  const lines = paragraphs.slice(4, 8).map((p, i) => JSON.stringify({ uuid: `rec-${i}`, body: p, author: 'x' }));
+  lines.splice(2, 0, '{"uuid": "broken", "body": ');
+  fs.writeFileSync(path.join(dir, 'records.jsonl.gz'), gzipSync(lines.join('\n') + '\n'));
+}
+
+describe('the dataPipeline workflow', () => {
+  let connection: Connection;
+  let workers: FlywheelWorkers;
+  let running: Promise<void>;
+  let config: ReturnType<typeof testConfig>;
+  let flywheel: FlywheelClient;
+  let client: Client;
+  const inputs = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-inputs-'));
+
+  before(async () => {
+    makeInputs(inputs);
+    const address = await temporalAddress();
+    config = testConfig(address);
+    workers = await createWorkers(config);
+    running = workers.run();
+    connection = await Connection.connect({ address });
+    client = new Client({ connection });
+    flywheel = new FlywheelClient(client, { taskQueuePrefix: config.worker.taskQueuePrefix });
+  });
+
+  after(async () => {
+    await workers.shutdown();
+    await running;
+    await connection.close();
+    fs.rmSync(inputs, { recursive: true, force: true });
+  });
+
+  const spec = (): PipelineInput => ({
+    dataset: 'mixed',
+    version: 'v1',
+    sources: [
+      { type: 'sample', limit: 12 },
+      { type: 'path', path: path.join(inputs, 'notes') },
+      {
+        type: 'path',
+        path: path.join(inputs, 'records.jsonl.gz'),
+        fields: { id: 'uuid', text: 'body', metadata: ['author'] },
+      },
+    ],
+    quality: {},
+    shards: { targetBytes: 256 * 1024, validationFraction: 0.2 },
+    unitsPerBatch: 2,
+  });
+
+  it('turns sources into verified WebDataset shards, with stats and rejected records for every drop', async () => {
+    const handle = await flywheel.startPipeline(spec());
+    assert.equal(handle.workflowId, 'pipeline-mixed-v1');
+    const summary = await handle.result();
+    assert.equal(summary.reused, false);
+    assert.ok(summary.documents > 0);
+    assert.ok(summary.tokens > summary.documents);
+    assert.ok((summary.stages.collect?.input ?? 0) >= 12 + 5 + 5);
+    assert.ok(Object.keys(summary.stages.collect?.dropped ?? {}).length >= 1, 'the broken JSONL line is quarantined');
+    assert.equal(summary.stages.dedup?.dropped['dedup.exact'], 1, 'the normalized copy of note-0 is dropped');
+    assert.equal(summary.splits.train.documents + summary.splits.validation.documents, summary.documents);
+
+    const store = tieredStoreFromConfig(config);
+    const manifest = await readManifest(store, summary.manifest);
+    assert.equal(manifest.kind, 'dataset');
+    const verified = await verifyManifest(store, manifest);
+    assert.equal(verified.objects, summary.splits.train.shards + summary.splits.validation.shards);
+    const meta = manifest.meta as unknown as DatasetMeta;
+    assert.equal(meta.specDigest, summary.specDigest);
+
+    // Every shard read back by an independent reader agrees with the manifest, sample by sample.
+    for (const split of ['train', 'validation'] as const) {
+      const files = meta.splits[split].shards.map((s) => path.join(config.tiers.warm, s.uri.slice('warm://'.length)));
+      if (files.length === 0) continue;
+      const run = spawnSync('python3', [path.join(__dirname, 'support', 'read-webdataset.py'), ...files], {
+        encoding: 'utf8',
+      });
+      assert.equal(run.status, 0, run.stderr);
+      const samples = run.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      assert.equal(samples.length, meta.splits[split].documents);
+      assert.equal(
+        samples.reduce((n: number, s: { count: number }) => n + s.count, 0),
+        meta.splits[split].tokens,
+      );
+      for (const s of samples) assert.equal(s.count, s.meta.tokens);
+    }
+
+    // Rejected records keep their reasons: the broken line is findable by file and line number.
+    const rejectedText: string[] = [];
+    for (const ref of summary.rejected) {
+      const rejectedManifest = await readManifest(store, ref);
+      for (const part of rejectedManifest.objects) {
+        for await (const rec of decodeJsonlGz(await store.get(part.uri))) rejectedText.push(JSON.stringify(rec));
+      }
+    }
+    assert.ok(
+      rejectedText.some((r) => r.includes('records.jsonl.gz') && /line|:3/.test(r)),
+      rejectedText.join('\n'),
+    );
+    assert.ok(rejectedText.some((r) => r.includes('dedup.exact')));
+  });
+
+  it('a rerun of the same spec reuses the committed dataset; a changed spec under the same version is refused', async () => {
+    const first = await flywheel.runPipeline(spec());
+    assert.equal(first.reused, true);
+    const changed = { ...spec(), tokenizer: { encoding: 'gpt2' as const } };
+    const err = await flywheel.runPipeline(changed).then(
+      () => assert.fail('a different spec must not overwrite a committed version'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof WorkflowFailedError);
+    const cause = err.cause instanceof ApplicationFailure ? err.cause : (err.cause?.cause as ApplicationFailure);
+    assert.equal(cause.type, 'DatasetVersionExists');
+    assert.match(cause.message, /new version/);
+  });
+
+  it('a bad spec fails at once naming every bad field', async () => {
+    const handle = await client.workflow.start('dataPipeline', {
+      args: [{ dataset: 'Bad Name', sources: [{ type: 'ftp', path: 'x' }], shards: { validationFraction: 2 } }],
+      taskQueue: `${config.worker.taskQueuePrefix}-io`,
+      workflowId: `pipeline-bad-${Date.now()}`,
+    });
+    const err = await handle.result().then(
+      () => assert.fail('must fail'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure);
+    assert.equal(err.cause.type, 'InvalidSpec');
+    for (const field of ['dataset', 'sources.0', 'shards.validationFraction'])
+      assert.match(err.cause.message, new RegExp(field.replace('.', '\\.')));
+  });
+});

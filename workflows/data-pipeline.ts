@@ -1,0 +1,128 @@
+import { defineQuery, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import type { FlywheelActivities } from '../activities';
+import { PipelineSpec } from '../lib/spec/pipeline';
+import { specDigest } from '../lib/spec/digest';
+import { mergeStats, type ArtifactRef, type DatasetSummary, type PipelineProgress } from '../lib/spec/pipeline-results';
+import { validateSpec } from './invalid-spec-failure';
+import { FlywheelDataset, FlywheelKind, FlywheelRun, FlywheelStage } from './search-attributes';
+import { taskQueueFor } from './task-queues';
+
+export const pipelineProgress = defineQuery<PipelineProgress>('progress');
+
+/** At most this many stage activities pending at once: far below Temporal's 2,000, kind to small clusters. */
+const MAX_PENDING = 8;
+
+const retry = {
+  initialInterval: '1 second',
+  backoffCoefficient: 2,
+  maximumInterval: '1 minute',
+  maximumAttempts: 10,
+} as const;
+
+/**
+ * Raw sources in, training-ready WebDataset shards out: plan → collect (per batch of units) → filter (per batch)
+ * → exact dedup → tokenize, shard and commit the dataset manifest, last. Every stage writes under a folder named by
+ * the spec's digest, so a rerun of the same spec reuses what was committed instead of computing it again.
+ */
+export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
+  const progress: PipelineProgress = { stage: 'validate', done: 0, total: 0, documents: 0, stages: {} };
+  setHandler(pipelineProgress, () => progress);
+  const spec = validateSpec('dataPipeline', PipelineSpec, input);
+  const digest = specDigest(spec);
+  const runKey = { dataset: spec.dataset, version: spec.version, digest };
+
+  const io = proxyActivities<FlywheelActivities>({
+    taskQueue: taskQueueFor('io'),
+    startToCloseTimeout: '2 hours',
+    heartbeatTimeout: '2 minutes',
+    retry,
+  });
+  const cpu = proxyActivities<FlywheelActivities>({
+    taskQueue: taskQueueFor('cpu'),
+    startToCloseTimeout: '6 hours',
+    heartbeatTimeout: '2 minutes',
+    retry,
+  });
+
+  const stage = (name: PipelineProgress['stage'], total = 0) => {
+    progress.stage = name;
+    progress.done = 0;
+    progress.total = total;
+    upsertSearchAttributes([{ key: FlywheelStage, value: name }]);
+  };
+  upsertSearchAttributes([
+    { key: FlywheelKind, value: 'pipeline' },
+    { key: FlywheelDataset, value: `${spec.dataset}/${spec.version}` },
+    { key: FlywheelRun, value: digest },
+  ]);
+
+  stage('plan');
+  const committed = await io.findCommittedDataset({ ...runKey });
+  if (committed) {
+    stage('done');
+    return { ...committed, reused: true };
+  }
+  const plan = await io.planCollection({ ...runKey, sources: spec.sources, unitsPerBatch: spec.unitsPerBatch });
+
+  stage('collect', plan.batches);
+  const collected = await mapBounded(plan.batches, async (batch) => {
+    const result = await io.collectBatch({ ...runKey, plan: plan.plan, batch, limits: spec.partitions });
+    progress.done += 1;
+    progress.documents += result.stats.kept;
+    return result;
+  });
+  progress.stages.collect = mergeStats(collected.map((c) => c.stats));
+
+  stage('filter', collected.length);
+  const filtered = await mapBounded(collected.length, async (batch) => {
+    const result = await cpu.filterBatch({
+      ...runKey,
+      batch,
+      input: collected[batch].partitions,
+      quality: spec.quality,
+      limits: spec.partitions,
+    });
+    progress.done += 1;
+    return result;
+  });
+  progress.stages.filter = mergeStats(filtered.map((f) => f.stats));
+
+  stage('dedup', 1);
+  const deduped = await cpu.exactDedupStage({
+    ...runKey,
+    enabled: spec.dedup.exact,
+    inputs: filtered.map((f) => f.partitions),
+    limits: spec.partitions,
+  });
+  progress.stages.dedup = deduped.stats;
+  progress.done = 1;
+
+  // Tokenize, shard and commit the dataset manifest in one activity: the shard list never travels through history.
+  stage('tokenize', 1);
+  const summary = await cpu.tokenizeAndShardStage({
+    ...runKey,
+    spec,
+    input: deduped.partitions,
+    stages: { ...progress.stages },
+    rejected: [...collected.map((c) => c.rejected), ...filtered.map((f) => f.rejected), deduped.rejected].filter(
+      (r): r is ArtifactRef => r !== undefined,
+    ),
+  });
+  progress.done = 1;
+  stage('done');
+  return summary;
+}
+
+/** Runs `fn` for 0..count-1 with at most MAX_PENDING in flight, results in index order. Deterministic: replay-safe. */
+async function mapBounded<T>(count: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const results = new Array<T>(count);
+  let next = 0;
+  const lane = async () => {
+    while (next < count) {
+      const i = next++;
+      results[i] = await fn(i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(MAX_PENDING, count) }, lane));
+  return results;
+}
