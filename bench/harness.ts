@@ -99,3 +99,35 @@ export function formatTable(results: BenchmarkResult[]): string {
     )
     .join('\n');
 }
+
+/** A measured figure with a bound rather than a baseline (a share of time, a growth factor). */
+export interface Figure {
+  name: string;
+  value: number;
+  unit: string;
+  /** The figure should be at most this. */
+  max?: number;
+  note?: string;
+}
+
+export function formatFigures(figures: Figure[]): string {
+  const rows = [
+    ['figure', 'value', 'bound', '', 'note'],
+    ...figures.map((f) => [
+      f.name,
+      `${f.value.toFixed(f.value < 10 ? 3 : 1)} ${f.unit}`,
+      f.max === undefined ? '-' : `≤ ${f.max}`,
+      f.max === undefined ? '' : f.value <= f.max ? 'met' : 'MISSED',
+      f.note ?? '',
+    ]),
+  ];
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  return rows
+    .map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(widths[i]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}

@@ -1,13 +1,15 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { formatTable, runBenchmark, type Benchmark, type BenchmarkResult } from './harness';
+import { spawnSync } from 'node:child_process';
+import { formatFigures, formatTable, runBenchmark, type Benchmark, type BenchmarkResult, type Figure } from './harness';
 import { storageBenchmarks } from './storage.bench';
+import { pipelineBenchmarks } from './pipeline.bench';
 
 /** `npm run bench [-- name-filter]`: every registered benchmark, a table on stdout, the numbers in a JSON file. */
 async function main() {
   const filter = process.argv[2];
-  const all: Benchmark[] = [...storageBenchmarks()];
+  const all: Benchmark[] = [...storageBenchmarks(), ...pipelineBenchmarks()];
   const selected = filter ? all.filter((b) => b.name.includes(filter)) : all;
   const results: BenchmarkResult[] = [];
   for (const b of selected) {
@@ -15,6 +17,8 @@ async function main() {
     results.push(await runBenchmark(b));
   }
   console.log(formatTable(results));
+  const figures = !filter || 'pipeline'.includes(filter) ? pipelineFigures() : [];
+  if (figures.length) console.log('\n' + formatFigures(figures));
   const out = path.resolve(process.env.FLYWHEEL_HOME ?? '.flywheel', 'bench', 'results.json');
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const record = {
@@ -26,6 +30,7 @@ async function main() {
       node: process.version,
     },
     results,
+    figures,
   };
   fs.writeFileSync(out, JSON.stringify(record, null, 2) + '\n');
   console.log(`\nwrote ${path.relative(process.cwd(), out)}`);
@@ -35,3 +40,59 @@ main().catch((err) => {
   console.error(err);
   process.exit(1);
 });
+
+interface PipelineRun {
+  copies: number;
+  documents: number;
+  textMB: number;
+  wallSeconds: number;
+  mbPerSecond: number;
+  temporalShare: number;
+  peakRssMB: number;
+}
+
+/** Whole pipeline runs at 1× and 4× the sample corpus, each in a fresh process so its peak memory is its own. */
+function pipelineFigures(): Figure[] {
+  const runs: PipelineRun[] = [];
+  for (const copies of [1, 4]) {
+    process.stderr.write(`running: whole pipeline on ${copies}× the sample corpus\n`);
+    const run = spawnSync(
+      process.execPath,
+      ['--require', 'tsx/cjs', path.join(__dirname, 'pipeline-run.ts'), String(copies)],
+      {
+        encoding: 'utf8',
+      },
+    );
+    if (run.status !== 0) throw new Error(`pipeline run at ${copies}× failed:\n${run.stderr}`);
+    runs.push(JSON.parse(run.stdout.trim().split('\n').at(-1)!) as PipelineRun);
+  }
+  const [one, four] = runs;
+  return [
+    {
+      name: 'pipeline wall time, 1× sample corpus',
+      value: one.wallSeconds,
+      unit: 's',
+      note: `${one.textMB.toFixed(1)} MB, ${one.mbPerSecond.toFixed(2)} MB/s`,
+    },
+    {
+      name: 'pipeline wall time, 4× sample corpus',
+      value: four.wallSeconds,
+      unit: 's',
+      note: `${four.textMB.toFixed(1)} MB, ${four.mbPerSecond.toFixed(2)} MB/s`,
+    },
+    {
+      name: 'share of wall time outside activities (Temporal scheduling), 4×',
+      value: four.temporalShare,
+      unit: '',
+      max: 0.1,
+    },
+    { name: 'peak RSS, 1× corpus', value: one.peakRssMB, unit: 'MB' },
+    {
+      name: 'peak RSS growth, 4× / 1× corpus',
+      value: four.peakRssMB / one.peakRssMB,
+      unit: '×',
+      max: 1.25,
+      note: `${four.peakRssMB.toFixed(0)} MB at 4×`,
+    },
+  ];
+}

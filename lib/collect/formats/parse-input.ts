@@ -1,0 +1,118 @@
+import { BINARY_SNIFF_BYTES, binaryReason, peekBytes } from '../bytes';
+import { compressionFromMagic, compressionFromName, decompress } from '../decompress';
+import { InputDataError, type RawRecord } from '../records';
+import type { SourceFormat } from '../source-spec';
+import { readEml, readMbox } from './email';
+import type { ByteInput, ParseOptions } from './input';
+import { readJsonDocument, readJsonLines } from './json-records';
+import { readPlainText } from './plain-text';
+import { readTar } from './tar-archive';
+
+type ConcreteFormat = Exclude<SourceFormat, 'auto'>;
+
+const EXTENSIONS: Record<string, ConcreteFormat> = {
+  txt: 'txt',
+  text: 'txt',
+  md: 'md',
+  markdown: 'md',
+  jsonl: 'jsonl',
+  ndjson: 'jsonl',
+  json: 'json',
+  eml: 'eml',
+  mbox: 'mbox',
+  tar: 'tar',
+};
+
+/** The format a file name's extension announces (`a.jsonl` → jsonl), if it announces one we read. */
+export function formatFromName(name: string): ConcreteFormat | undefined {
+  const base = name.slice(name.lastIndexOf('/') + 1);
+  const dot = base.lastIndexOf('.');
+  if (dot <= 0) return undefined;
+  return EXTENSIONS[base.slice(dot + 1).toLowerCase()];
+}
+
+/** POSIX and GNU tar headers carry 'ustar' at offset 257. */
+function looksLikeTar(head: Buffer): boolean {
+  return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
+}
+
+/** At most this many compression wrappers are peeled (a .tar.gz inside nothing else needs one). */
+const MAX_COMPRESSION_LAYERS = 2;
+
+/**
+ * Reads one input as records: peels gzip/zstd wrappers (by extension, else by magic bytes), picks the format (the
+ * forced one, else by extension, else tar by its header or text), rejects binary data, and hands over to the format
+ * reader. A data problem of this input ends it with one quarantine record; read errors propagate.
+ */
+export async function* parseInput(input: ByteInput, opts: ParseOptions, inArchive = false): AsyncGenerator<RawRecord> {
+  const layer = Symbol(input.path);
+  try {
+    let name = input.name;
+    let chunks = input.chunks;
+    for (let layers = 0; layers < MAX_COMPRESSION_LAYERS; layers++) {
+      const named = compressionFromName(name);
+      let compression = named?.compression;
+      if (named !== undefined) {
+        name = named.inner;
+      } else {
+        const peeked = await peekBytes(chunks, 4);
+        chunks = peeked.rest;
+        compression = compressionFromMagic(peeked.head);
+      }
+      if (compression === undefined) break;
+      chunks = decompress(compression, chunks, opts.maxExpansionRatio, layer);
+    }
+
+    let format: ConcreteFormat | undefined = !inArchive && opts.format !== 'auto' ? opts.format : formatFromName(name);
+    if (format === undefined) {
+      const peeked = await peekBytes(chunks, 512);
+      chunks = peeked.rest;
+      format = looksLikeTar(peeked.head) ? 'tar' : 'txt';
+    }
+    const body: ByteInput = { ...input, name, chunks };
+    if (format === 'tar') {
+      if (inArchive) {
+        yield {
+          kind: 'quarantine',
+          reason: 'nested_archive',
+          detail: 'a tar archive inside a tar archive is not read; unpack the outer one, or collect the inner one',
+        };
+        return;
+      }
+      yield* readTar(body, opts, layer, (entry, entryOpts) => parseInput(entry, entryOpts, true));
+      return;
+    }
+
+    const peeked = await peekBytes(chunks, BINARY_SNIFF_BYTES);
+    body.chunks = peeked.rest;
+    const binary = binaryReason(peeked.head);
+    if (binary !== undefined) {
+      yield { kind: 'quarantine', reason: 'binary', detail: `not text: ${binary}` };
+      return;
+    }
+    switch (format) {
+      case 'txt':
+      case 'md':
+        yield* readPlainText(body, opts, format);
+        return;
+      case 'jsonl':
+        yield* readJsonLines(body, opts);
+        return;
+      case 'json':
+        yield* readJsonDocument(body, opts);
+        return;
+      case 'eml':
+        yield* readEml(body, opts);
+        return;
+      case 'mbox':
+        yield* readMbox(body, opts);
+        return;
+    }
+  } catch (err) {
+    if (err instanceof InputDataError && err.layer === layer) {
+      yield { kind: 'quarantine', reason: err.reason, detail: err.detail };
+      return;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,99 @@
+import type { Document, QuarantineRecord } from '../document';
+
+/** Stable codes for why a record became a quarantine record instead of a document; stats count by these. */
+export const QUARANTINE_REASONS = [
+  'binary',
+  'oversize',
+  'json_parse',
+  'not_an_object',
+  'missing_text',
+  'text_not_string',
+  'email_parse',
+  'no_text',
+  'expansion_ratio',
+  'corrupt_compression',
+  'corrupt_archive',
+  'unsafe_tar_entry',
+  'unsupported_tar_entry',
+  'nested_archive',
+  'not_found',
+  'forbidden',
+  'unreadable',
+  'fetch_failed',
+  'too_large',
+] as const;
+export type QuarantineReason = (typeof QUARANTINE_REASONS)[number];
+
+/** One record of a unit, in order. `ordinal` is its position in the unit: resume a unit from it with `startAt`. */
+export type CollectEvent =
+  | { kind: 'document'; doc: Document; ordinal: number }
+  | { kind: 'quarantine'; record: QuarantineRecord; ordinal: number };
+
+/** Where a record sits inside its file: a line (JSON lines, mbox) or an item of a JSON array. */
+export type RecordPosition = { line: number } | { item: number };
+
+interface RawCommon {
+  /** The tar entry the record came from, if any. */
+  entry?: string;
+  position?: RecordPosition;
+}
+
+/** A document as a format reader sees it, before limits, ids and timestamps are applied. */
+export interface RawDocument extends RawCommon {
+  kind: 'document';
+  text: string;
+  id?: string;
+  created?: string;
+  metadata: Record<string, unknown>;
+  utf8Repaired?: boolean;
+}
+
+export interface RawQuarantine extends RawCommon {
+  kind: 'quarantine';
+  reason: QuarantineReason;
+  detail: string;
+  sample?: string;
+}
+
+export type RawRecord = RawDocument | RawQuarantine;
+
+/** `#12` for line 12, `#[3]` for array item 3: appended to Document.source. */
+export function positionSuffix(position: RecordPosition | undefined): string {
+  if (position === undefined) return '';
+  return 'line' in position ? `#${position.line}` : `#[${position.item}]`;
+}
+
+/** `line 12`, `item 3`: the quarantine record's location, for a person. */
+export function positionLabel(position: RecordPosition | undefined): string | undefined {
+  if (position === undefined) return undefined;
+  return 'line' in position ? `line ${position.line}` : `item ${position.item}`;
+}
+
+/**
+ * A problem in the data of one input layer (a decompressor, an archive): it ends that layer with a quarantine
+ * record. `layer` tells which layer raised it, so an archive entry does not claim its archive's failure.
+ */
+export class InputDataError extends Error {
+  constructor(
+    readonly layer: symbol,
+    readonly reason: QuarantineReason,
+    readonly detail: string,
+  ) {
+    super(detail);
+    this.name = 'InputDataError';
+  }
+}
+
+/** Parses a date a source gives (ISO text, RFC 2822, epoch seconds or milliseconds) into ISO 8601. */
+export function toIsoDate(value: unknown): string | undefined {
+  let date: Date | undefined;
+  if (value instanceof Date) date = value;
+  else if (typeof value === 'number' && Number.isFinite(value)) {
+    // Below 1e11 an epoch number is seconds (1e11 s is the year 5138); above, milliseconds.
+    date = new Date(Math.abs(value) < 1e11 ? value * 1000 : value);
+  } else if (typeof value === 'string' && value.trim() !== '') {
+    date = new Date(value.trim());
+  }
+  if (date === undefined || Number.isNaN(date.getTime())) return undefined;
+  return date.toISOString();
+}

@@ -1,0 +1,190 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import type { CollectContext } from '../context';
+import { CollectError, SourceFetchFailed, SourceForbidden, SourceNotFound, SourceTooLarge } from '../errors';
+import type { UrlSource } from '../source-spec';
+import type { SourceUnit } from '../source-unit';
+import type { OpenedUnit } from './opened-unit';
+
+const MAX_BACKOFF_MS = 30_000;
+
+/** The extension a Content-Type implies, for URLs whose path does not name a format. */
+const CONTENT_TYPE_EXTENSIONS: Record<string, string> = {
+  'application/json': '.json',
+  'application/x-ndjson': '.jsonl',
+  'application/jsonl': '.jsonl',
+  'application/jsonlines': '.jsonl',
+  'application/x-jsonlines': '.jsonl',
+  'text/plain': '.txt',
+  'text/markdown': '.md',
+  'message/rfc822': '.eml',
+  'application/mbox': '.mbox',
+  'application/x-tar': '.tar',
+  'application/gzip': '.gz',
+  'application/x-gzip': '.gz',
+  'application/zstd': '.zst',
+};
+
+/**
+ * Downloads a URL to a temporary file (so a retry restarts cleanly and parsing never holds a socket), then reads it
+ * like a local file. Retries 5xx/408/429 answers, network errors and timeouts with exponential backoff.
+ */
+export async function openUrlUnit(unit: SourceUnit, ctx: CollectContext): Promise<OpenedUnit> {
+  const { source } = unit;
+  if (source.type !== 'url') throw new Error(`openUrlUnit given a ${source.type} unit`);
+  const dir = await mkdtemp(path.join(ctx.tmpDir ?? tmpdir(), 'flywheel-url-'));
+  const file = path.join(dir, 'body');
+  const cleanup = () => rm(dir, { recursive: true, force: true });
+  let download: Download;
+  try {
+    download = await downloadWithRetries(source, ctx.fetch ?? fetch, file);
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  const stream = createReadStream(file, { highWaterMark: 1024 * 1024 });
+  return {
+    input: {
+      name: nameFor(source.url, download.contentType),
+      path: source.url,
+      chunks: stream as AsyncIterable<Buffer>,
+      modified: download.lastModified,
+    },
+    close: async () => {
+      stream.destroy();
+      await cleanup();
+    },
+  };
+}
+
+interface Download {
+  bytes: number;
+  contentType?: string;
+  lastModified?: Date;
+}
+
+async function downloadWithRetries(source: UrlSource, fetchFn: typeof fetch, file: string): Promise<Download> {
+  const attempts = source.retries + 1;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await downloadOnce(source, fetchFn, file);
+    } catch (err) {
+      const failure = classify(err, source.url);
+      if (failure.final instanceof CollectError) throw failure.final;
+      if (!failure.retryable || attempt >= attempts) {
+        throw new SourceFetchFailed(source.url, failure.detail, attempt, failure.retryable, failure.status, {
+          cause: err,
+        });
+      }
+      const backoff = Math.min(source.retryBackoffMs * 2 ** (attempt - 1), MAX_BACKOFF_MS);
+      await new Promise((resolve) => setTimeout(resolve, backoff));
+    }
+  }
+}
+
+class HttpStatus extends Error {
+  constructor(readonly status: number) {
+    super(`HTTP ${status}`);
+  }
+}
+
+class IdleTimeout extends Error {
+  constructor(readonly ms: number) {
+    super(`no data from the server for ${ms} ms`);
+  }
+}
+
+async function downloadOnce(source: UrlSource, fetchFn: typeof fetch, file: string): Promise<Download> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  // The timeout is an idle timeout: a large download is fine as long as bytes keep coming.
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, source.timeoutMs);
+  };
+  arm();
+  try {
+    const res = await fetchFn(source.url, { signal: controller.signal, redirect: 'follow' });
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new HttpStatus(res.status);
+    }
+    const declared = Number(res.headers.get('content-length') ?? NaN);
+    if (Number.isFinite(declared) && declared > source.maxBytes) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new SourceTooLarge(source.url, source.maxBytes, `the server announces ${declared} bytes`);
+    }
+    const out = createWriteStream(file);
+    let bytes = 0;
+    try {
+      if (res.body) {
+        for await (const chunk of Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>)) {
+          arm();
+          bytes += (chunk as Buffer).length;
+          if (bytes > source.maxBytes) {
+            controller.abort();
+            throw new SourceTooLarge(source.url, source.maxBytes, `the body passed ${source.maxBytes} bytes`);
+          }
+          if (!out.write(chunk)) await once(out, 'drain');
+        }
+      }
+      out.end();
+      await once(out, 'finish');
+    } finally {
+      out.destroy();
+    }
+    const lastModified = res.headers.get('last-modified');
+    const modified = lastModified ? new Date(lastModified) : undefined;
+    return {
+      bytes: (await stat(file)).size,
+      contentType: res.headers.get('content-type') ?? undefined,
+      lastModified: modified && !Number.isNaN(modified.getTime()) ? modified : undefined,
+    };
+  } catch (err) {
+    if (timedOut && !(err instanceof CollectError)) throw new IdleTimeout(source.timeoutMs);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Failure {
+  retryable: boolean;
+  detail: string;
+  status?: number;
+  /** A failure that already has its own type and is never retried. */
+  final?: CollectError;
+}
+
+function classify(err: unknown, url: string): Failure {
+  if (err instanceof CollectError) return { retryable: false, detail: err.message, final: err };
+  if (err instanceof IdleTimeout) return { retryable: true, detail: `timed out: ${err.message}` };
+  if (err instanceof HttpStatus) {
+    const { status } = err;
+    const detail = `the server answered HTTP ${status}`;
+    if (status === 404 || status === 410) return { retryable: false, detail, final: new SourceNotFound(url, detail) };
+    if (status === 401 || status === 403) return { retryable: false, detail, final: new SourceForbidden(url, detail) };
+    return { retryable: status >= 500 || status === 408 || status === 429, detail, status };
+  }
+  const cause = (err as { cause?: { code?: unknown } }).cause;
+  const code = typeof cause?.code === 'string' ? ` ${cause.code}` : '';
+  const message = err instanceof Error ? err.message : String(err);
+  return { retryable: true, detail: `network error${code}: ${message}` };
+}
+
+function nameFor(url: string, contentType: string | undefined): string {
+  const pathname = new URL(url).pathname;
+  let name = decodeURIComponent(pathname.slice(pathname.lastIndexOf('/') + 1)) || 'index';
+  const hasExtension = /\.[A-Za-z0-9]+$/.test(name);
+  const mime = contentType?.split(';')[0].trim().toLowerCase();
+  if (!hasExtension && mime && CONTENT_TYPE_EXTENSIONS[mime]) name += CONTENT_TYPE_EXTENSIONS[mime];
+  return name;
+}
