@@ -5,11 +5,12 @@ import { spawnSync } from 'node:child_process';
 import { formatFigures, formatTable, runBenchmark, type Benchmark, type BenchmarkResult, type Figure } from './harness';
 import { storageBenchmarks } from './storage.bench';
 import { pipelineBenchmarks } from './pipeline.bench';
+import { dedupBenchmarks } from './dedup.bench';
 
 /** `npm run bench [-- name-filter]`: every registered benchmark, a table on stdout, the numbers in a JSON file. */
 async function main() {
   const filter = process.argv[2];
-  const all: Benchmark[] = [...storageBenchmarks(), ...pipelineBenchmarks()];
+  const all: Benchmark[] = [...storageBenchmarks(), ...pipelineBenchmarks(), ...dedupBenchmarks()];
   const selected = filter ? all.filter((b) => b.name.includes(filter)) : all;
   const results: BenchmarkResult[] = [];
   for (const b of selected) {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,6 +15,22 @@ import type { PipelineInput } from '../lib/spec/pipeline';
 import { readManifest, tieredStoreFromConfig, verifyManifest } from '../lib/storage';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
 import { temporalAddress, testConfig } from './support/temporal';
+
+function runCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'flywheel.js'), ...args], {
+      env: { ...process.env, ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
 
 /** A folder of inputs in several formats, with bad records the pipeline must quarantine and go on. */
 function makeInputs(dir: string) {
@@ -145,6 +161,34 @@ describe('the dataPipeline workflow', () => {
     const cause = err.cause instanceof ApplicationFailure ? err.cause : (err.cause?.cause as ApplicationFailure);
     assert.equal(cause.type, 'DatasetVersionExists');
     assert.match(cause.message, /new version/);
+  });
+
+  it('runs from the command line with --wait --json, printing the dataset summary', { timeout: 120_000 }, async () => {
+    const specFile = path.join(inputs, 'cli-spec.json');
+    fs.writeFileSync(
+      specFile,
+      JSON.stringify({ dataset: 'cli', sources: [{ type: 'sample', limit: 8 }], shards: { targetBytes: 65536 } }),
+    );
+    // Asynchronous: the worker serving this run lives in this process, so it must not be blocked while we wait.
+    const run = await runCli(['pipeline', 'run', '--spec', specFile, '--wait', '--json'], {
+      TEMPORAL_ADDRESS: await temporalAddress(),
+      FLYWHEEL_TASK_QUEUE_PREFIX: config.worker.taskQueuePrefix,
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stderr, /started pipeline-cli-v1/);
+    const summary = JSON.parse(run.stdout.trim().split('\n').at(-1)!);
+    assert.equal(summary.dataset, 'cli');
+    assert.ok(summary.documents > 0 && summary.documents <= 8);
+
+    const bad = spawnSync(
+      process.execPath,
+      [path.join(__dirname, '..', 'bin', 'flywheel.js'), 'pipeline', 'run', '--spec', specFile + '.missing'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /cannot read spec file/);
   });
 
   it('a bad spec fails at once naming every bad field', async () => {

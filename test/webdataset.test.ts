@@ -82,9 +82,14 @@ describe('tokenize and shard into WebDataset', () => {
     assert.equal(result.splits.train.documents + result.splits.validation.documents, 300);
     const files = result.splits.train.shards.map((s) => path.join(root, s.uri.slice('warm://'.length)));
     assert.match(path.basename(files[0]), /^shard-000000\.tar$/);
-    const run = spawnSync('python3', [path.join(__dirname, 'support', 'read-webdataset.py'), ...files], { encoding: 'utf8' });
+    const run = spawnSync('python3', [path.join(__dirname, 'support', 'read-webdataset.py'), ...files], {
+      encoding: 'utf8',
+    });
     assert.equal(run.status, 0, run.stderr);
-    const samples = run.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const samples = run.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     console.error(`[flywheel test] shards read back with python ${samples[0].reader}`);
     assert.equal(samples.length, result.splits.train.documents);
     assert.equal(

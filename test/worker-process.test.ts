@@ -95,7 +95,7 @@ describe('worker and embedded processes', () => {
   );
 
   it(
-    '`flywheel start` runs the main job on an existing server and writes last-run.json',
+    '`flywheel start` runs the pipeline on the sample corpus with an existing server and writes last-run.json',
     { timeout: 120_000 },
     async () => {
       const address = await temporalAddress();
@@ -116,7 +116,11 @@ describe('worker and embedded processes', () => {
       const record = JSON.parse(fs.readFileSync(path.join(home, 'last-run.json'), 'utf8'));
       assert.equal(record.ok, true);
       assert.equal(record.temporal.startedHere, false);
-      assert.equal(record.result.verified, true);
+      assert.equal(record.job, 'dataPipeline');
+    assert.equal(record.pipeline.dataset, 'sample');
+    assert.ok(record.pipeline.documents > 0 && record.pipeline.tokens > record.pipeline.documents);
+    assert.match(record.pipeline.manifest.uri, /^warm:\/\/datasets\/sample\/v1\/manifest\.json$/);
+    assert.ok(fs.existsSync(path.join(home, 'warm', 'datasets', 'sample', 'v1', 'manifest.json')));
       assert.deepEqual(JSON.parse(stdout.trim().split('\n').at(-1)!), record);
     },
   );

@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto';
+import { normalizeText } from '../dedup/normalize';
 import type { TieredStore } from '../storage/tiered-store';
 import type { ArtifactRef } from '../storage/manifest';
 import { countDrop, emptyStats } from '../spec/pipeline-results';
 import { commitStage, type StageOutput } from './stage-output';
 import { readStageDocuments, stageWriters, type PartitionLimits } from './stage-io';
 
-/** Text as exact dedup compares it: Unicode-normalized, lowercased, whitespace collapsed. */
+/** Text as exact dedup compares it: normalized as near-dedup normalizes it (lowercase, punctuation dropped, words). */
 export function exactDedupKey(text: string): string {
-  const normalized = text.normalize('NFKC').toLowerCase().replace(/\s+/g, ' ').trim();
   // 128 bits of sha256: collisions are out of reach at any corpus size, and the set stays small.
-  return createHash('sha256').update(normalized).digest('base64').slice(0, 22);
+  return createHash('sha256').update(normalizeText(text)).digest('base64').slice(0, 22);
 }
 
 /**

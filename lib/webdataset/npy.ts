@@ -52,6 +52,7 @@ export function decodeNpy(bytes: Buffer): { dtype: TokenDtype; values: Uint32Arr
   const n = Number(shape);
   const data = start + headerLength;
   const values = new Uint32Array(n);
-  for (let i = 0; i < n; i++) values[i] = dtype === 'uint16' ? bytes.readUInt16LE(data + 2 * i) : bytes.readUInt32LE(data + 4 * i);
+  for (let i = 0; i < n; i++)
+    values[i] = dtype === 'uint16' ? bytes.readUInt16LE(data + 2 * i) : bytes.readUInt32LE(data + 4 * i);
   return { dtype, values };
 }

@@ -27,7 +27,14 @@ export interface WrittenShard {
  * mtime, owner and mode, so the bytes depend only on the samples.
  */
 export class ShardWriter {
-  private current?: { pack: Pack; done: Promise<{ sha256: string; bytes: number }>; uri: string; samples: number; tokens: number; bytes: number };
+  private current?: {
+    pack: Pack;
+    done: Promise<{ sha256: string; bytes: number }>;
+    uri: string;
+    samples: number;
+    tokens: number;
+    bytes: number;
+  };
   private readonly written: WrittenShard[] = [];
   private index = 0;
 
@@ -79,7 +86,13 @@ export class ShardWriter {
     this.current = undefined;
     shard.pack.finalize();
     const put = await shard.done;
-    this.written.push({ uri: shard.uri, sha256: put.sha256, bytes: put.bytes, samples: shard.samples, tokens: shard.tokens });
+    this.written.push({
+      uri: shard.uri,
+      sha256: put.sha256,
+      bytes: put.bytes,
+      samples: shard.samples,
+      tokens: shard.tokens,
+    });
   }
 }
 

@@ -1,0 +1,81 @@
+import { InvalidDedupOptions } from './errors';
+import { EQUAL_WEIGHTS, optimalParams, type LshParams, type LshWeights } from './lsh-params';
+import { DEFAULT_MINHASH, type MinHashParams } from './minhash';
+
+export interface DedupOptions extends Partial<MinHashParams> {
+  /** Jaccard similarity from which two documents are near duplicates (0 < t < 1). Default 0.8. */
+  threshold?: number;
+  /** Fix the number of bands (rows = numPerm / bands, which must divide evenly) instead of optimizing them. */
+  bands?: number;
+  /** Weights of the FP and FN areas when choosing bands × rows. Default: recall-leaning when verifying, else equal. */
+  weights?: LshWeights;
+  /** Verify candidate pairs by their estimated Jaccard (default true). */
+  verify?: boolean;
+  /** Estimated Jaccard a candidate needs to pass verification; default: threshold less the estimator's one-sided 95% margin. */
+  verifyThreshold?: number;
+  /** Exact dedup (same normalized text, or same `exactField`) before MinHash (default true). */
+  exact?: boolean;
+  /** A top-level field exact dedup compares instead of the normalized text (e.g. "url"). */
+  exactField?: string;
+}
+
+/**
+ * With verification on, a false positive costs one signature comparison while a false negative loses a duplicate for
+ * good, so bands are chosen leaning to recall (t = 0.8, 128 permutations: 14 × 9; datasketch's equal weights: 9 × 13).
+ */
+export const VERIFIED_WEIGHTS: LshWeights = { falsePositive: 0.1, falseNegative: 0.9 };
+
+export interface ResolvedDedupOptions {
+  minhash: MinHashParams;
+  threshold: number;
+  lsh: LshParams;
+  weights: LshWeights;
+  /** undefined: candidates are not verified. */
+  verifyThreshold: number | undefined;
+  exact: boolean;
+  exactField: string | undefined;
+}
+
+/** The estimator's one-sided 95% lower margin at similarity t: accept unless J < t is likely. */
+export function defaultVerifyThreshold(threshold: number, numPerm: number): number {
+  return Math.max(0, threshold - 1.645 * Math.sqrt((threshold * (1 - threshold)) / numPerm));
+}
+
+export function resolveDedupOptions(opts: DedupOptions = {}): ResolvedDedupOptions {
+  const problems: string[] = [];
+  const minhash: MinHashParams = { ...DEFAULT_MINHASH };
+  for (const [k, v] of Object.entries(opts))
+    if (k in minhash && v !== undefined) (minhash as unknown as Record<string, unknown>)[k] = v;
+  const threshold = opts.threshold ?? 0.8;
+  const wholeAtLeast = (name: string, value: number, min: number) => {
+    if (!Number.isInteger(value) || value < min) problems.push(`${name} = ${value}: expected a whole number ≥ ${min}`);
+  };
+  if (!(typeof threshold === 'number' && threshold > 0 && threshold < 1))
+    problems.push(`threshold = ${threshold}: expected a number strictly between 0 and 1`);
+  wholeAtLeast('num_perm', minhash.numPerm, 1);
+  wholeAtLeast('ngram', minhash.ngram, 1);
+  if (!Number.isInteger(minhash.seed)) problems.push(`seed = ${minhash.seed}: expected a whole number`);
+  const verify = opts.verify ?? true;
+  const weights = opts.weights ?? (verify ? VERIFIED_WEIGHTS : EQUAL_WEIGHTS);
+  let lsh: LshParams = { bands: 1, rows: 1 };
+  if (opts.bands !== undefined) {
+    wholeAtLeast('bands', opts.bands, 1);
+    if (Number.isInteger(opts.bands) && opts.bands >= 1 && Number.isInteger(minhash.numPerm)) {
+      if (minhash.numPerm % opts.bands !== 0)
+        problems.push(
+          `num_perm = ${minhash.numPerm} is not divisible into ${opts.bands} bands: use a num_perm that is a multiple of ${opts.bands}, or other bands`,
+        );
+      else lsh = { bands: opts.bands, rows: minhash.numPerm / opts.bands };
+    }
+  }
+  const verifyThreshold = verify
+    ? (opts.verifyThreshold ?? defaultVerifyThreshold(threshold, minhash.numPerm))
+    : undefined;
+  if (verifyThreshold !== undefined && !(verifyThreshold >= 0 && verifyThreshold <= 1))
+    problems.push(`verify threshold = ${verifyThreshold}: expected a number from 0 to 1`);
+  if (opts.exactField !== undefined && opts.exactField.length === 0)
+    problems.push('exact field: expected a field name');
+  if (problems.length) throw new InvalidDedupOptions(problems);
+  if (opts.bands === undefined) lsh = optimalParams(threshold, minhash.numPerm, weights);
+  return { minhash, threshold, lsh, weights, verifyThreshold, exact: opts.exact ?? true, exactField: opts.exactField };
+}
