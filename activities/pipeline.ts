@@ -4,13 +4,22 @@ import { commitDataset, datasetFolder, findCommittedDataset } from '../lib/pipel
 import { exactDedupStage } from '../lib/pipeline/exact-dedup-stage';
 import { filterStage } from '../lib/pipeline/filter-stage';
 import { committedStage, runFolder, type RunKey, type StageOutput } from '../lib/pipeline/stage-output';
-import { stagePartitions, type PartitionLimits } from '../lib/pipeline/stage-io';
-import { tokenizeAndShard } from '../lib/pipeline/tokenize-and-shard';
+import type { PartitionLimits } from '../lib/pipeline/stage-io';
+import {
+  planShards,
+  shardedDataset,
+  tokenizePartition,
+  tokenizerFacts,
+  writeShard,
+  type TokenPartitionSummary,
+} from '../lib/pipeline/shard-stages';
+import type { TokenizerEncoding } from '../lib/tokenize/encodings';
+import type { Split } from '../lib/webdataset/split';
 import type { SourceSpec } from '../lib/collect/source-spec';
 import type { QualitySpec } from '../lib/quality/spec';
 import type { PipelineSpec } from '../lib/spec/pipeline';
 import type { ArtifactRef, DatasetSummary, PipelineProgress } from '../lib/spec/pipeline-results';
-import type { TieredStore } from '../lib/storage';
+import { readManifest, type TieredStore } from '../lib/storage';
 import { TokenizerPool } from '../lib/tokenize/pool';
 import { withFailureMapping } from './failures';
 
@@ -21,6 +30,21 @@ export interface PipelineDeps {
 }
 
 const pad = (n: number) => String(n).padStart(6, '0');
+
+let tokenizerPool: TokenizerPool | undefined;
+
+/** One tokenizer pool per worker process, shared by concurrent activities: threads match cores, not activities. */
+function sharedTokenizerPool(): TokenizerPool {
+  tokenizerPool ??= new TokenizerPool();
+  return tokenizerPool;
+}
+
+/** Called by the worker on shutdown. */
+export async function closeSharedTokenizerPool(): Promise<void> {
+  const pool = tokenizerPool;
+  tokenizerPool = undefined;
+  await pool?.close();
+}
 
 /** Heartbeats at most every few seconds: enough for liveness and progress, cheap on history and the server. */
 function throttledHeartbeat(): (details: unknown) => void {
@@ -118,10 +142,60 @@ export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) 
       });
     },
 
-    async tokenizeAndShardStage(
+    async tokenizePartitionStage(
+      input: RunKey & { stage: ArtifactRef; index: number; encoding: TokenizerEncoding; validationFraction: number },
+    ): Promise<TokenPartitionSummary> {
+      return withFailureMapping(async () => {
+        const beat = throttledHeartbeat();
+        const partition = (await readManifest(store, input.stage)).objects[input.index];
+        return tokenizePartition({
+          store,
+          partition,
+          outPrefix: `${runFolder(input)}/tokens/part-${pad(input.index)}`,
+          encoding: input.encoding,
+          validationFraction: input.validationFraction,
+          pool: sharedTokenizerPool(),
+          onProgress: (documents) => beat({ stage: 'tokenize', partition: input.index, documents }),
+        });
+      });
+    },
+
+    async planShardsStage(
+      input: RunKey & { parts: ArtifactRef[]; encoding: TokenizerEncoding; targetBytes: number },
+    ): Promise<{ layout: ArtifactRef; shards: Record<Split, number> }> {
+      return withFailureMapping(() =>
+        planShards({
+          store,
+          parts: input.parts,
+          dtype: tokenizerFacts(input.encoding).dtype,
+          targetBytes: input.targetBytes,
+          layoutUri: `${runFolder(input)}/shard-layout.json`,
+        }),
+      );
+    },
+
+    async writeShardStage(
+      input: RunKey & { layout: ArtifactRef; split: Split; index: number },
+    ): Promise<{ bytes: number; samples: number }> {
+      return withFailureMapping(async () => {
+        Context.current().heartbeat({ stage: 'shard', split: input.split, index: input.index });
+        const shard = await writeShard({
+          store,
+          layout: input.layout,
+          split: input.split,
+          index: input.index,
+          outPrefix: datasetFolder(input.dataset, input.version),
+          recordFolder: `${runFolder(input)}/shards`,
+        });
+        return { bytes: shard.bytes, samples: shard.samples };
+      });
+    },
+
+    async commitDatasetStage(
       input: RunKey & {
         spec: PipelineSpec;
-        input: ArtifactRef;
+        layout: ArtifactRef;
+        parts: Pick<TokenPartitionSummary, 'documents' | 'tokens' | 'textBytes' | 'splits'>[];
         stages: PipelineProgress['stages'];
         rejected: ArtifactRef[];
       },
@@ -129,32 +203,24 @@ export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) 
       return withFailureMapping(async () => {
         const committed = await findCommittedDataset(store, input);
         if (committed) return committed;
-        const beat = throttledHeartbeat();
-        const pool = new TokenizerPool();
-        try {
-          const sharded = await tokenizeAndShard({
-            store,
-            partitions: await stagePartitions(store, [input.input]),
-            encoding: input.spec.tokenizer.encoding,
-            targetShardBytes: input.spec.shards.targetBytes,
-            validationFraction: input.spec.shards.validationFraction,
-            outPrefix: datasetFolder(input.dataset, input.version),
-            pool,
-            onProgress: (p) => beat({ stage: 'tokenize', ...p }),
-          });
-          return await commitDataset(store, {
-            dataset: input.dataset,
-            version: input.version,
-            specDigest: input.digest,
-            spec: input.spec,
-            stages: input.stages,
-            rejected: input.rejected,
-            sharded,
-            encoding: input.spec.tokenizer.encoding,
-          });
-        } finally {
-          await pool.close();
-        }
+        const encoding = input.spec.tokenizer.encoding;
+        const sharded = await shardedDataset(
+          store,
+          input.layout,
+          `${runFolder(input)}/shards`,
+          tokenizerFacts(encoding),
+          input.parts,
+        );
+        return commitDataset(store, {
+          dataset: input.dataset,
+          version: input.version,
+          specDigest: input.digest,
+          spec: input.spec,
+          stages: input.stages,
+          rejected: input.rejected,
+          sharded,
+          encoding,
+        });
       });
     },
   };

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { encodeJsonlGz, type Document } from '../lib/document';
-import { tokenizeAndShard } from '../lib/pipeline/tokenize-and-shard';
+import { tokenizeAndShard } from '../lib/pipeline/shard-stages';
 import { FsStore, TieredStore, type ArtifactRef } from '../lib/storage';
 import { DocumentTokenizer, TokenizerPool } from '../lib/tokenize';
 import { decodeNpy, encodeNpy, splitFor, tokenDtypeFor } from '../lib/webdataset';
@@ -67,6 +67,7 @@ describe('tokenize and shard into WebDataset', () => {
       targetShardBytes: 64 * 1024,
       validationFraction: 0.1,
       outPrefix: 'warm://datasets/demo/v1',
+      folder: 'warm://runs/demo',
       pool,
       batchDocuments: 16,
     });

@@ -117,10 +117,10 @@ describe('worker and embedded processes', () => {
       assert.equal(record.ok, true);
       assert.equal(record.temporal.startedHere, false);
       assert.equal(record.job, 'dataPipeline');
-    assert.equal(record.pipeline.dataset, 'sample');
-    assert.ok(record.pipeline.documents > 0 && record.pipeline.tokens > record.pipeline.documents);
-    assert.match(record.pipeline.manifest.uri, /^warm:\/\/datasets\/sample\/v1\/manifest\.json$/);
-    assert.ok(fs.existsSync(path.join(home, 'warm', 'datasets', 'sample', 'v1', 'manifest.json')));
+      assert.equal(record.pipeline.dataset, 'sample');
+      assert.ok(record.pipeline.documents > 0 && record.pipeline.tokens > record.pipeline.documents);
+      assert.match(record.pipeline.manifest.uri, /^warm:\/\/datasets\/sample\/v1\/manifest\.json$/);
+      assert.ok(fs.existsSync(path.join(home, 'warm', 'datasets', 'sample', 'v1', 'manifest.json')));
       assert.deepEqual(JSON.parse(stdout.trim().split('\n').at(-1)!), record);
     },
   );

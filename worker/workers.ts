@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import { closeSharedTokenizerPool } from '../activities/pipeline';
 import { taskQueueName, type FlywheelConfig, type TaskQueueRole } from '../lib/config';
 import { tieredStoreFromConfig } from '../lib/storage/from-config';
 import { nativeConnectionOptions } from './connection';
@@ -75,6 +76,7 @@ export async function createWorkers(
         if (w.worker.getState() === 'RUNNING') w.worker.shutdown();
       }
       await running;
+      await closeSharedTokenizerPool();
       if (!opts.connection) await connection.close();
     },
   };

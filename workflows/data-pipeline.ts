@@ -21,7 +21,7 @@ const retry = {
 
 /**
  * Raw sources in, training-ready WebDataset shards out: plan → collect (per batch of units) → filter (per batch)
- * → exact dedup → tokenize, shard and commit the dataset manifest, last. Every stage writes under a folder named by
+ * → exact dedup → tokenize (per partition) → plan shards → write shards (per shard) → commit the dataset manifest, last. Every stage writes under a folder named by
  * the spec's digest, so a rerun of the same spec reuses what was committed instead of computing it again.
  */
 export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
@@ -97,12 +97,41 @@ export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
   progress.stages.dedup = deduped.stats;
   progress.done = 1;
 
-  // Tokenize, shard and commit the dataset manifest in one activity: the shard list never travels through history.
-  stage('tokenize', 1);
-  const summary = await cpu.tokenizeAndShardStage({
+  // Tokenize each partition (parallel), fix the shard layout, write every shard (parallel), commit the manifest last.
+  stage('tokenize', deduped.partitionCount);
+  const parts = await mapBounded(deduped.partitionCount, async (index) => {
+    const part = await cpu.tokenizePartitionStage({
+      ...runKey,
+      stage: deduped.partitions,
+      index,
+      encoding: spec.tokenizer.encoding,
+      validationFraction: spec.shards.validationFraction,
+    });
+    progress.done += 1;
+    return part;
+  });
+
+  const layout = await cpu.planShardsStage({
+    ...runKey,
+    parts: parts.map((p) => p.ref),
+    encoding: spec.tokenizer.encoding,
+    targetBytes: spec.shards.targetBytes,
+  });
+  const jobs = (['train', 'validation'] as const).flatMap((split) =>
+    Array.from({ length: layout.shards[split] }, (_, index) => ({ split, index })),
+  );
+  stage('shard', jobs.length);
+  await mapBounded(jobs.length, async (j) => {
+    await cpu.writeShardStage({ ...runKey, layout: layout.layout, ...jobs[j] });
+    progress.done += 1;
+  });
+
+  stage('commit', 1);
+  const summary = await io.commitDatasetStage({
     ...runKey,
     spec,
-    input: deduped.partitions,
+    layout: layout.layout,
+    parts: parts.map(({ documents, tokens, textBytes, splits }) => ({ documents, tokens, textBytes, splits })),
     stages: { ...progress.stages },
     rejected: [...collected.map((c) => c.rejected), ...filtered.map((f) => f.rejected), deduped.rejected].filter(
       (r): r is ArtifactRef => r !== undefined,

@@ -1,7 +1,20 @@
 import { commitManifest, findCommittedManifest, type ArtifactRef } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
 import type { DatasetSummary, PipelineProgress } from '../spec/pipeline-results';
-import type { ShardedDataset } from './tokenize-and-shard';
+import type { TokenDtype } from '../webdataset/npy';
+import type { WrittenShard } from '../webdataset/shard-writer';
+import type { Split } from '../webdataset/split';
+
+/** Everything the tokenize and shard steps produced, as the commit needs it. */
+export interface ShardedDataset {
+  dtype: TokenDtype;
+  eot: number;
+  vocabSize: number;
+  documents: number;
+  tokens: number;
+  textBytes: number;
+  splits: Record<Split, { shards: WrittenShard[]; documents: number; tokens: number }>;
+}
 
 export class DatasetVersionExists extends Error {
   readonly type = 'DatasetVersionExists';

@@ -5,6 +5,8 @@ import type { StageStats } from '../spec/pipeline-results';
 /** A stage's committed output: a manifest of kept partitions, one of rejected records, and the counts. */
 export interface StageOutput {
   partitions: ArtifactRef;
+  /** How many partitions the manifest lists: the next stage's fan-out. */
+  partitionCount: number;
   rejected?: ArtifactRef;
   stats: StageStats;
 }
@@ -25,7 +27,12 @@ export async function committedStage(store: TieredStore, folder: string): Promis
   const found = await findCommittedManifest(store, `${folder}/manifest.json`);
   if (!found) return undefined;
   const meta = found.manifest.meta as { stats: StageStats; rejected?: ArtifactRef };
-  return { partitions: found.ref, rejected: meta.rejected, stats: meta.stats };
+  return {
+    partitions: found.ref,
+    partitionCount: found.manifest.objects.length,
+    rejected: meta.rejected,
+    stats: meta.stats,
+  };
 }
 
 /** Commits a stage: the rejected records' manifest first, then the stage manifest that points at it, last. */
@@ -51,5 +58,5 @@ export async function commitStage(
     objects: out.kept.map(({ uri, sha256, bytes }) => ({ uri, sha256, bytes })),
     meta: { stats: out.stats, rejected },
   });
-  return { partitions, rejected, stats: out.stats };
+  return { partitions, partitionCount: out.kept.length, rejected, stats: out.stats };
 }

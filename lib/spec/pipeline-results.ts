@@ -31,7 +31,8 @@ export function mergeStats(all: readonly StageStats[]): StageStats {
   return out;
 }
 
-export type PipelineStage = 'validate' | 'plan' | 'collect' | 'filter' | 'dedup' | 'tokenize' | 'done';
+export type PipelineStage =
+  'validate' | 'plan' | 'collect' | 'filter' | 'dedup' | 'tokenize' | 'shard' | 'commit' | 'done';
 
 export interface PipelineProgress {
   stage: PipelineStage;

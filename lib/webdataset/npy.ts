@@ -2,9 +2,19 @@ export type TokenDtype = 'uint16' | 'uint32';
 
 const DESCR: Record<TokenDtype, string> = { uint16: '<u2', uint32: '<u4' };
 
+if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+  throw new Error('Flywheel writes NPY arrays from typed arrays and needs a little-endian machine');
+}
+
 /** The narrowest dtype that holds every token id of a vocabulary. */
 export function tokenDtypeFor(vocabSize: number): TokenDtype {
   return vocabSize <= 65536 ? 'uint16' : 'uint32';
+}
+
+/** Size of the NPY file encodeNpy writes for `n` values, without writing it. */
+export function npyBytes(n: number, dtype: TokenDtype): number {
+  const header = `{'descr': '${DESCR[dtype]}', 'fortran_order': False, 'shape': (${n},), }`;
+  return Math.ceil((10 + header.length + 1) / 64) * 64 + n * (dtype === 'uint16' ? 2 : 4);
 }
 
 /**
@@ -25,14 +35,19 @@ export function encodeNpy(values: Uint32Array | Uint16Array | readonly number[],
   out[7] = 0;
   out.writeUInt16LE(header.length, 8);
   out.write(header, preamble, 'latin1');
+  // Typed-array copies instead of a write per element: NPY data is little-endian, as typed arrays are on every
+  // platform Node runs on (checked below).
   if (dtype === 'uint16') {
+    const wide = values instanceof Uint32Array ? values : Uint32Array.from(values);
     for (let i = 0; i < n; i++) {
-      const v = values[i];
-      if (v > 0xffff) throw new RangeError(`token id ${v} does not fit uint16; use uint32 for this vocabulary`);
-      out.writeUInt16LE(v, total + i * 2);
+      if (wide[i] > 0xffff)
+        throw new RangeError(`token id ${wide[i]} does not fit uint16; use uint32 for this vocabulary`);
     }
+    const narrow = values instanceof Uint16Array ? values : Uint16Array.from(wide);
+    Buffer.from(narrow.buffer, narrow.byteOffset, narrow.byteLength).copy(out, total);
   } else {
-    for (let i = 0; i < n; i++) out.writeUInt32LE(values[i], total + i * 4);
+    const wide = values instanceof Uint32Array ? values : Uint32Array.from(values);
+    Buffer.from(wide.buffer, wide.byteOffset, wide.byteLength).copy(out, total);
   }
   return out;
 }

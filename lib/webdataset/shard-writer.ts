@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream';
-import { pack, type Pack } from 'tar-stream';
+import { TAR_END, tarHeader, tarPadding } from './tar';
 import type { TieredStore } from '../storage/tiered-store';
 import { encodeNpy, type TokenDtype } from './npy';
 
@@ -28,7 +28,7 @@ export interface WrittenShard {
  */
 export class ShardWriter {
   private current?: {
-    pack: Pack;
+    body: PassThrough;
     done: Promise<{ sha256: string; bytes: number }>;
     uri: string;
     samples: number;
@@ -36,7 +36,7 @@ export class ShardWriter {
     bytes: number;
   };
   private readonly written: WrittenShard[] = [];
-  private index = 0;
+  private index: number;
 
   constructor(
     private readonly store: TieredStore,
@@ -44,7 +44,11 @@ export class ShardWriter {
     private readonly uriPrefix: string,
     private readonly dtype: TokenDtype,
     private readonly targetBytes: number,
-  ) {}
+    /** Number of the first shard this writer writes (a planned shard written on its own). */
+    firstIndex = 0,
+  ) {
+    this.index = firstIndex;
+  }
 
   async add(sample: ShardSample): Promise<void> {
     if (sample.key.includes('.') || sample.key.includes('/')) {
@@ -53,12 +57,17 @@ export class ShardWriter {
     const shard = this.current ?? this.open();
     const json = Buffer.from(JSON.stringify(sample.json));
     const npy = encodeNpy(sample.tokens, this.dtype);
-    await entry(shard.pack, `${sample.key}.json`, json);
-    await entry(shard.pack, `${sample.key}.tokens.npy`, npy);
+    await write(shard.body, [
+      tarHeader(`${sample.key}.json`, json.length, FIXED_MTIME),
+      json,
+      tarPadding(json.length),
+      tarHeader(`${sample.key}.tokens.npy`, npy.length, FIXED_MTIME),
+      npy,
+      tarPadding(npy.length),
+    ]);
     shard.samples += 1;
     shard.tokens += sample.tokens.length;
-    // Tar framing: 512-byte header per entry, data padded to 512.
-    shard.bytes += 1024 + pad512(json.length) + pad512(npy.length);
+    shard.bytes += tarEntryBytes(json.length) + tarEntryBytes(npy.length);
     if (shard.bytes >= this.targetBytes) await this.close();
   }
 
@@ -70,13 +79,11 @@ export class ShardWriter {
 
   private open() {
     const uri = `${this.uriPrefix}-${String(this.index++).padStart(6, '0')}.tar`;
-    const tar = pack();
-    const body = new PassThrough();
-    tar.pipe(body);
+    const body = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
     const done = this.store.put(uri, body, { contentType: 'application/x-tar' });
     // Surface upload failures on close, but never as an unhandled rejection meanwhile.
     done.catch(() => undefined);
-    this.current = { pack: tar, done, uri, samples: 0, tokens: 0, bytes: 0 };
+    this.current = { body, done, uri, samples: 0, tokens: 0, bytes: 0 };
     return this.current;
   }
 
@@ -84,7 +91,7 @@ export class ShardWriter {
     const shard = this.current;
     if (!shard) return;
     this.current = undefined;
-    shard.pack.finalize();
+    shard.body.end(TAR_END);
     const put = await shard.done;
     this.written.push({
       uri: shard.uri,
@@ -96,16 +103,14 @@ export class ShardWriter {
   }
 }
 
-function pad512(n: number): number {
-  return Math.ceil(n / 512) * 512;
+/** Bytes an entry takes in a tar: a 512-byte header, then the data padded to 512. */
+export function tarEntryBytes(dataBytes: number): number {
+  return 512 + Math.ceil(dataBytes / 512) * 512;
 }
 
-function entry(tar: Pack, name: string, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    tar.entry(
-      { name, size: data.length, mtime: FIXED_MTIME, mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', type: 'file' },
-      data,
-      (err) => (err ? reject(err) : resolve()),
-    );
-  });
+/** Writes the buffers, waiting while the upload is behind: memory stays bounded whatever the shard size. */
+async function write(body: PassThrough, parts: Buffer[]): Promise<void> {
+  let ok = true;
+  for (const part of parts) if (part.length > 0) ok = body.write(part);
+  if (!ok) await new Promise((resolve) => body.once('drain', resolve));
 }
