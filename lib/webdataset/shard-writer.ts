@@ -29,6 +29,9 @@ export interface WrittenShard {
 export class ShardWriter {
   private current?: {
     body: PassThrough;
+    /** Small pieces gathered into ~1 MiB writes: each stream hop costs per chunk, not per byte. */
+    pending: Buffer[];
+    pendingBytes: number;
     done: Promise<{ sha256: string; bytes: number }>;
     uri: string;
     samples: number;
@@ -57,14 +60,16 @@ export class ShardWriter {
     const shard = this.current ?? this.open();
     const json = Buffer.from(JSON.stringify(sample.json));
     const npy = encodeNpy(sample.tokens, this.dtype);
-    await write(shard.body, [
+    const parts = [
       tarHeader(`${sample.key}.json`, json.length, FIXED_MTIME),
       json,
       tarPadding(json.length),
       tarHeader(`${sample.key}.tokens.npy`, npy.length, FIXED_MTIME),
       npy,
       tarPadding(npy.length),
-    ]);
+    ];
+    for (const part of parts) (shard.pending.push(part), (shard.pendingBytes += part.length));
+    if (shard.pendingBytes >= WRITE_BYTES) await flush(shard);
     shard.samples += 1;
     shard.tokens += sample.tokens.length;
     shard.bytes += tarEntryBytes(json.length) + tarEntryBytes(npy.length);
@@ -83,7 +88,7 @@ export class ShardWriter {
     const done = this.store.put(uri, body, { contentType: 'application/x-tar' });
     // Surface upload failures on close, but never as an unhandled rejection meanwhile.
     done.catch(() => undefined);
-    this.current = { body, done, uri, samples: 0, tokens: 0, bytes: 0 };
+    this.current = { body, pending: [], pendingBytes: 0, done, uri, samples: 0, tokens: 0, bytes: 0 };
     return this.current;
   }
 
@@ -91,6 +96,7 @@ export class ShardWriter {
     const shard = this.current;
     if (!shard) return;
     this.current = undefined;
+    await flush(shard);
     shard.body.end(TAR_END);
     const put = await shard.done;
     this.written.push({
@@ -108,9 +114,13 @@ export function tarEntryBytes(dataBytes: number): number {
   return 512 + Math.ceil(dataBytes / 512) * 512;
 }
 
-/** Writes the buffers, waiting while the upload is behind: memory stays bounded whatever the shard size. */
-async function write(body: PassThrough, parts: Buffer[]): Promise<void> {
-  let ok = true;
-  for (const part of parts) if (part.length > 0) ok = body.write(part);
-  if (!ok) await new Promise((resolve) => body.once('drain', resolve));
+const WRITE_BYTES = 1024 * 1024;
+
+/** Writes what was gathered as one buffer, waiting while the upload is behind: memory stays bounded. */
+async function flush(shard: { body: PassThrough; pending: Buffer[]; pendingBytes: number }): Promise<void> {
+  if (shard.pendingBytes === 0) return;
+  const data = Buffer.concat(shard.pending, shard.pendingBytes);
+  shard.pending = [];
+  shard.pendingBytes = 0;
+  if (!shard.body.write(data)) await new Promise((resolve) => shard.body.once('drain', resolve));
 }
