@@ -68,7 +68,10 @@ export class ShardWriter {
       npy,
       tarPadding(npy.length),
     ];
-    for (const part of parts) (shard.pending.push(part), (shard.pendingBytes += part.length));
+    for (const part of parts) {
+      shard.pending.push(part);
+      shard.pendingBytes += part.length;
+    }
     if (shard.pendingBytes >= WRITE_BYTES) await flush(shard);
     shard.samples += 1;
     shard.tokens += sample.tokens.length;
