@@ -7,6 +7,7 @@ import type { StorageCheckInput } from '../lib/spec/storage-check';
 import type { PipelineInput } from '../lib/spec/pipeline';
 import { describeDataset, followPipeline, readSpecFile, registerPipelineCommands } from './commands/pipeline';
 import { registerDedupCommand } from './commands/dedup';
+import { registerPlanCommand } from './commands/plan';
 
 /** The embedded default's main job: the data pipeline on the bundled sample corpus. */
 const MAIN_JOB_SPEC = path.join(__dirname, '..', 'examples', 'sample-pipeline.json');
@@ -185,6 +186,7 @@ export function buildCli(): Command {
     });
 
   registerDedupCommand(program);
+  registerPlanCommand(program);
 
   registerPipelineCommands(program, {
     connect: async () => {

@@ -1,0 +1,4 @@
+export * from './deepspeed';
+export * from './memory';
+export * from './communication';
+export * from './planner';
