@@ -13,6 +13,7 @@ import { decodeJsonlGz } from '../lib/document';
 import type { DatasetMeta } from '../lib/pipeline/commit-dataset';
 import type { PipelineInput } from '../lib/spec/pipeline';
 import { readManifest, tieredStoreFromConfig, verifyManifest } from '../lib/storage';
+import { findTemporalCli } from '../worker/dev-server';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
 import { temporalAddress, testConfig } from './support/temporal';
 
@@ -190,6 +191,39 @@ describe('the dataPipeline workflow', () => {
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /cannot read spec file/);
   });
+
+  it(
+    'starts from the temporal CLI with one JSON input, as the Web UI form sends it',
+    { timeout: 120_000 },
+    async (t) => {
+      const cli = await findTemporalCli().catch(() => undefined);
+      if (!cli) return t.skip('no temporal CLI installed');
+      const workflowId = `pipeline-from-cli-${Date.now()}`;
+      const input = JSON.stringify({ dataset: 'form', version: 'v1', sources: [{ type: 'sample', limit: 4 }] });
+      const started = spawnSync(
+        cli.path,
+        [
+          'workflow',
+          'start',
+          '--address',
+          await temporalAddress(),
+          '--type',
+          'dataPipeline',
+          '--task-queue',
+          `${config.worker.taskQueuePrefix}-io`,
+          '--workflow-id',
+          workflowId,
+          '--input',
+          input,
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(started.status, 0, started.stderr);
+      const summary = (await client.workflow.getHandle(workflowId).result()) as { dataset: string; documents: number };
+      assert.equal(summary.dataset, 'form');
+      assert.ok(summary.documents > 0);
+    },
+  );
 
   it('a bad spec fails at once naming every bad field', async () => {
     const handle = await client.workflow.start('dataPipeline', {
