@@ -1,8 +1,22 @@
+import * as os from 'node:os';
 import { Context } from '@temporalio/activity';
 import { collectBatch, planCollection, type CollectionPlanSummary } from '../lib/pipeline/collect-stage';
 import { commitDataset, datasetFolder, findCommittedDataset } from '../lib/pipeline/commit-dataset';
 import { exactDedupStage } from '../lib/pipeline/exact-dedup-stage';
 import { filterStage } from '../lib/pipeline/filter-stage';
+import {
+  clusterNearDuplicates,
+  commitNearDedup,
+  filterNearDuplicates,
+  joinNearDedupBands,
+  nearDedupFolder,
+  planNearDedup,
+  signNearDedupUnit,
+  type BandJoinCounts,
+  type NearDedupClusters,
+  type NearDedupOutput,
+  type NearDedupPlan,
+} from '../lib/pipeline/near-dedup-stage';
 import { committedStage, runFolder, type RunKey, type StageOutput } from '../lib/pipeline/stage-output';
 import type { PartitionLimits } from '../lib/pipeline/stage-io';
 import {
@@ -17,8 +31,9 @@ import type { TokenizerEncoding } from '../lib/tokenize/encodings';
 import type { Split } from '../lib/webdataset/split';
 import type { SourceSpec } from '../lib/collect/source-spec';
 import type { QualitySpec } from '../lib/quality/spec';
-import type { PipelineSpec } from '../lib/spec/pipeline';
-import type { ArtifactRef, DatasetSummary, PipelineProgress } from '../lib/spec/pipeline-results';
+import type { NearDedupSpec, PipelineSpec } from '../lib/spec/pipeline';
+import type { ArtifactRef, DatasetSummary, PipelineProgress, StageStats } from '../lib/spec/pipeline-results';
+import { DedupPool } from '../lib/dedup/dedup-pool';
 import { readManifest, type TieredStore } from '../lib/storage';
 import { TokenizerPool } from '../lib/tokenize/pool';
 import { withFailureMapping } from './failures';
@@ -44,6 +59,16 @@ export async function closeSharedTokenizerPool(): Promise<void> {
   const pool = tokenizerPool;
   tokenizerPool = undefined;
   await pool?.close();
+}
+
+/** Near-dedup signing runs on the dedup worker threads, one pool per worker process like the tokenizer's. */
+function sharedDedupPool(): DedupPool {
+  return DedupPool.shared(Math.max(1, os.availableParallelism()));
+}
+
+/** Called by the worker on shutdown. */
+export async function closeSharedDedupPool(): Promise<void> {
+  await DedupPool.closeShared();
 }
 
 /** Heartbeats at most every few seconds: enough for liveness and progress, cheap on history and the server. */
@@ -140,6 +165,109 @@ export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) 
           })
         );
       });
+    },
+
+    async planNearDedupStage(input: RunKey & { input: ArtifactRef; near: NearDedupSpec }): Promise<NearDedupPlan> {
+      return withFailureMapping(() =>
+        planNearDedup({ store, folder: nearDedupFolder(runFolder(input)), input: input.input, near: input.near }),
+      );
+    },
+
+    async signNearDedupStage(
+      input: RunKey & {
+        input: ArtifactRef;
+        near: NearDedupSpec;
+        plan: Pick<NearDedupPlan, 'indexPartitions' | 'against'>;
+        unit: number;
+      },
+    ): Promise<{ documents: number }> {
+      return withFailureMapping(async () => {
+        const beat = throttledHeartbeat();
+        return signNearDedupUnit({
+          store,
+          folder: nearDedupFolder(runFolder(input)),
+          input: input.input,
+          near: input.near,
+          plan: input.plan,
+          unit: input.unit,
+          pool: sharedDedupPool(),
+          onProgress: (documents) => beat({ stage: 'near-dedup', step: 'sign', unit: input.unit, documents }),
+        });
+      });
+    },
+
+    async joinNearDedupStage(
+      input: RunKey & { near: NearDedupSpec; indexPartitions: number; partitions: number; bands: number[] },
+    ): Promise<BandJoinCounts> {
+      return withFailureMapping(async () => {
+        const beat = throttledHeartbeat();
+        return joinNearDedupBands({
+          store,
+          folder: nearDedupFolder(runFolder(input)),
+          near: input.near,
+          indexPartitions: input.indexPartitions,
+          partitions: input.partitions,
+          bands: input.bands,
+          onProgress: (band) => beat({ stage: 'near-dedup', step: 'join', band }),
+        });
+      });
+    },
+
+    async clusterNearDedupStage(
+      input: RunKey & { near: NearDedupSpec; indexPartitions: number; partitions: number; bands: number },
+    ): Promise<NearDedupClusters> {
+      return withFailureMapping(async () => {
+        const beat = throttledHeartbeat();
+        return clusterNearDuplicates({
+          store,
+          folder: nearDedupFolder(runFolder(input)),
+          near: input.near,
+          indexPartitions: input.indexPartitions,
+          partitions: input.partitions,
+          bands: input.bands,
+          onProgress: (step) => beat({ stage: 'near-dedup', step: 'cluster', ...step }),
+        });
+      });
+    },
+
+    async filterNearDedupStage(
+      input: RunKey & {
+        near: NearDedupSpec;
+        input: ArtifactRef;
+        clusters: ArtifactRef;
+        indexPartitions: number;
+        index: number;
+        limits: PartitionLimits;
+      },
+    ): Promise<StageStats> {
+      return withFailureMapping(async () => {
+        const beat = throttledHeartbeat();
+        return filterNearDuplicates({
+          store,
+          folder: nearDedupFolder(runFolder(input)),
+          near: input.near,
+          input: input.input,
+          clusters: input.clusters,
+          indexPartitions: input.indexPartitions,
+          index: input.index,
+          limits: input.limits,
+          onProgress: (documents) => beat({ stage: 'near-dedup', step: 'filter', partition: input.index, documents }),
+        });
+      });
+    },
+
+    async commitNearDedupStage(
+      input: RunKey & { near: NearDedupSpec; partitions: number; clusters: ArtifactRef },
+    ): Promise<NearDedupOutput> {
+      return withFailureMapping(() =>
+        commitNearDedup({
+          store,
+          folder: nearDedupFolder(runFolder(input)),
+          near: input.near,
+          partitions: input.partitions,
+          clusters: input.clusters,
+        }),
+      );
     },
 
     async tokenizePartitionStage(

@@ -21,8 +21,10 @@ const retry = {
 
 /**
  * Raw sources in, training-ready WebDataset shards out: plan → collect (per batch of units) → filter (per batch)
- * → exact dedup → tokenize (per partition) → plan shards → write shards (per shard) → commit the dataset manifest, last. Every stage writes under a folder named by
- * the spec's digest, so a rerun of the same spec reuses what was committed instead of computing it again.
+ * → exact dedup → near dedup when asked (sign per partition, join per band group, cluster, filter per partition,
+ * commit) → tokenize (per partition) → plan shards → write shards (per shard) → commit the dataset manifest, last.
+ * Every stage writes under a folder named by the spec's digest, so a rerun of the same spec reuses what was committed
+ * instead of computing it again.
  */
 export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
   const progress: PipelineProgress = { stage: 'validate', done: 0, total: 0, documents: 0, stages: {} };
@@ -97,12 +99,64 @@ export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
   progress.stages.dedup = deduped.stats;
   progress.done = 1;
 
+  // Near duplicates, in steps that fan out: only references and counts pass through here, the data stays in warm://.
+  let nearDeduped: Awaited<ReturnType<typeof cpu.commitNearDedupStage>> | undefined;
+  const near = spec.dedup.near;
+  if (near) {
+    stage('near-dedup', 1);
+    const plan = await cpu.planNearDedupStage({ ...runKey, input: deduped.partitions, near });
+    nearDeduped = plan.committed;
+    if (!nearDeduped) {
+      const units = plan.indexPartitions + plan.partitions;
+      progress.total = units + plan.bandGroups.length + 1 + plan.partitions + 1;
+      const step = async <T>(work: Promise<T>) => {
+        const result = await work;
+        progress.done += 1;
+        return result;
+      };
+      const counts = { indexPartitions: plan.indexPartitions, partitions: plan.partitions };
+      await mapBounded(units, (unit) =>
+        step(
+          cpu.signNearDedupStage({
+            ...runKey,
+            input: deduped.partitions,
+            near,
+            plan: { indexPartitions: plan.indexPartitions, against: plan.against },
+            unit,
+          }),
+        ),
+      );
+      await mapBounded(plan.bandGroups.length, (g) =>
+        step(cpu.joinNearDedupStage({ ...runKey, near, ...counts, bands: plan.bandGroups[g] })),
+      );
+      const clusters = await step(cpu.clusterNearDedupStage({ ...runKey, near, ...counts, bands: plan.bands }));
+      await mapBounded(plan.partitions, (index) =>
+        step(
+          cpu.filterNearDedupStage({
+            ...runKey,
+            near,
+            input: deduped.partitions,
+            clusters: clusters.clusters,
+            indexPartitions: plan.indexPartitions,
+            index,
+            limits: spec.partitions,
+          }),
+        ),
+      );
+      nearDeduped = await step(
+        cpu.commitNearDedupStage({ ...runKey, near, partitions: plan.partitions, clusters: clusters.clusters }),
+      );
+    }
+    progress.stages.nearDedup = nearDeduped.stats;
+  }
+  const tokenInput = nearDeduped ?? deduped;
+
   // Tokenize each partition (parallel), fix the shard layout, write every shard (parallel), commit the manifest last.
-  stage('tokenize', deduped.partitionCount);
-  const parts = await mapBounded(deduped.partitionCount, async (index) => {
+  stage('tokenize', tokenInput.partitionCount);
+  const parts = await mapBounded(tokenInput.partitionCount, async (index) => {
     const part = await cpu.tokenizePartitionStage({
       ...runKey,
-      stage: deduped.partitions,
+      stage: tokenInput.partitions,
       index,
       encoding: spec.tokenizer.encoding,
       validationFraction: spec.shards.validationFraction,
@@ -133,9 +187,12 @@ export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
     layout: layout.layout,
     parts: parts.map(({ documents, tokens, textBytes, splits }) => ({ documents, tokens, textBytes, splits })),
     stages: { ...progress.stages },
-    rejected: [...collected.map((c) => c.rejected), ...filtered.map((f) => f.rejected), deduped.rejected].filter(
-      (r): r is ArtifactRef => r !== undefined,
-    ),
+    rejected: [
+      ...collected.map((c) => c.rejected),
+      ...filtered.map((f) => f.rejected),
+      deduped.rejected,
+      nearDeduped?.rejected,
+    ].filter((r): r is ArtifactRef => r !== undefined),
   });
   progress.done = 1;
   stage('done');

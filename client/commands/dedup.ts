@@ -14,6 +14,7 @@ interface DedupCommandOptions {
   verify: boolean;
   normalizeNumbers?: boolean;
   normalizeDiacritics?: boolean;
+  index: string[];
   progress: boolean;
 }
 
@@ -76,12 +77,17 @@ function progressReporter(enabled: boolean): { update(p: DedupProgress): void; s
   };
 }
 
+const collect = (value: string, previous: string[]) => [...previous, value];
+
 function summary(stats: DedupStats, out: string): string {
+  const against = stats.indexed
+    ? `; ${stats.indexDuplicates} repeat one of the ${stats.indexed} indexed documents`
+    : '';
   return (
     `${stats.docs} documents: kept ${stats.kept}, removed ${stats.removed} ` +
-    `(${stats.exactDuplicates} exact, ${stats.nearDuplicates} near) in ${stats.clusters} clusters; ` +
+    `(${stats.exactDuplicates} exact, ${stats.nearDuplicates} near) in ${stats.clusters} clusters${against}; ` +
     `${stats.bands} bands × ${stats.rows} rows (S-curve midpoint ${stats.sCurveMidpoint}); ` +
-    `${stats.seconds} s, ${stats.mbPerSecond} MB/s. Wrote ${out}/kept.jsonl, duplicates.jsonl, stats.json`
+    `${stats.seconds} s, ${stats.mbPerSecond} MB/s. Wrote ${out}/kept.jsonl, duplicates.jsonl, index.bin, stats.json`
   );
 }
 
@@ -91,7 +97,10 @@ export function registerDedupCommand(program: Command): void {
     .command('dedup')
     .description('remove near-duplicate documents (MinHash LSH) from a JSON-lines file, in process on worker threads')
     .requiredOption('--input <file>', 'JSON lines, one {"id": ..., "text": ...} per line (other fields pass through)')
-    .requiredOption('--out <dir>', 'writes kept.jsonl, duplicates.jsonl and stats.json here')
+    .requiredOption(
+      '--out <dir>',
+      "writes kept.jsonl, duplicates.jsonl, index.bin (the kept documents' signatures) and stats.json here",
+    )
     .option('--threshold <t>', 'Jaccard similarity from which documents are duplicates', similarity, 0.8)
     .option('--ngram <n>', 'words per shingle', wholeNumber(1), 5)
     .option('--num-perm <n>', 'MinHash permutations', wholeNumber(1), 128)
@@ -110,10 +119,18 @@ export function registerDedupCommand(program: Command): void {
     .option('--no-verify', 'keep every LSH candidate pair instead of checking its estimated Jaccard')
     .option('--normalize-numbers', 'treat every run of digits as 0')
     .option('--normalize-diacritics', 'fold accents and compatibility forms (NFKD, marks removed)')
+    .option(
+      '--index <dir>',
+      'also dedup against the documents of an earlier run (its --out folder, or its index.bin): they are never ' +
+        'removed, new documents that repeat them are (repeatable)',
+      collect,
+      [],
+    )
     .option('--no-progress', 'no progress on stderr')
     .addHelpText(
       'after',
-      '\nExample:\n  npx flywheel dedup --input docs.jsonl --out dedup-out --threshold 0.8 --workers 4\n' +
+      '\nExamples:\n  npx flywheel dedup --input docs.jsonl --out dedup-out --threshold 0.8 --workers 4\n' +
+        "  npx flywheel dedup --input new.jsonl --out dedup-new --index dedup-out   # against yesterday's run\n" +
         'Exit codes: 0 done, 1 failed, 2 bad options or input (the message names the line).',
     )
     .action(async (opts: DedupCommandOptions) => {
@@ -131,6 +148,7 @@ export function registerDedupCommand(program: Command): void {
           verify: opts.verify,
           normalizeNumbers: opts.normalizeNumbers ?? false,
           normalizeDiacritics: opts.normalizeDiacritics ?? false,
+          index: opts.index,
           onProgress: (p) => reporter.update(p),
         });
         reporter.stop();

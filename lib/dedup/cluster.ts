@@ -13,8 +13,22 @@ export interface Clusters {
   clusters: number;
 }
 
+export interface ResolveOptions {
+  /**
+   * Documents before this one are never removed (an index's documents, numbered ahead of the new ones): they only
+   * name the cluster a new document joins. Clusters are counted when they remove a document. Default 0.
+   */
+  removableFrom?: number;
+}
+
 /** Connected components of the duplicate edges; the earliest document of each is kept (the union-find root). */
-export function resolveClusters(uf: UnionFind, size: number, oracle: SimilarityOracle): Clusters {
+export function resolveClusters(
+  uf: UnionFind,
+  size: number,
+  oracle: SimilarityOracle,
+  opts: ResolveOptions = {},
+): Clusters {
+  const from = opts.removableFrom ?? 0;
   const keptOf = new Uint32Array(size);
   const removed: number[] = [];
   const multi = new Uint8Array(size);
@@ -22,7 +36,7 @@ export function resolveClusters(uf: UnionFind, size: number, oracle: SimilarityO
   for (let d = 0; d < size; d++) {
     const root = uf.find(d);
     keptOf[d] = root;
-    if (root !== d) {
+    if (root !== d && d >= from) {
       removed.push(d);
       if (!multi[root]) {
         multi[root] = 1;

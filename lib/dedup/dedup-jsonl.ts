@@ -6,9 +6,17 @@ import { DedupInputError } from './errors';
 import { exactDuplicates } from './exact';
 import type { KeptRange, SignedChunk } from './jsonl-batch';
 import { sCurveThreshold } from './lsh-params';
-import { resolveDedupOptions, type DedupOptions } from './options';
+import { resolveDedupOptions, type DedupOptions, type ResolvedDedupOptions } from './options';
 import { sortByKey64 } from './radix-sort';
 import { DedupPool } from './dedup-pool';
+import { signatureIndexParts } from './formats';
+import {
+  checkIndexCompatible,
+  INDEX_FILE,
+  indexBandKeys,
+  readSignatureIndex,
+  writeSignatureIndexFile,
+} from './signature-index';
 import { SignatureStore } from './signatures';
 import { UnionFind } from './union-find';
 
@@ -24,6 +32,13 @@ export interface DedupJsonlOptions extends DedupOptions {
   workers?: number;
   /** Bytes of whole lines per unit of work. */
   chunkBytes?: number;
+  /**
+   * Signature indexes to dedup against (index files, or the --out folders of earlier runs): their documents are
+   * never removed, and a new document that repeats one is removed naming it. Default none.
+   */
+  index?: readonly string[];
+  /** Write `index.bin`, the signature index of the kept documents (default true). */
+  writeIndex?: boolean;
   onProgress?: (p: DedupProgress) => void;
 }
 
@@ -36,6 +51,10 @@ export interface DedupStats {
   nearDuplicates: number;
   /** Clusters of two or more documents. */
   clusters: number;
+  /** Documents in the indexes deduplicated against (never removed). */
+  indexed: number;
+  /** Removed documents whose kept document is an indexed one. */
+  indexDuplicates: number;
   threshold: number;
   numPerm: number;
   ngram: number;
@@ -112,21 +131,45 @@ export async function dedupJsonl(inputPath: string, outDir: string, opts: DedupJ
   const progress = (phase: DedupProgress['phase'], bytesDone: number, docs: number) =>
     opts.onProgress?.({ phase, bytesDone, bytesTotal, docs });
 
-  // Stage a: workers read and sign byte ranges of the input; results are taken in input order.
+  // Indexed documents come first: numbered ahead of the new ones, each cluster keeps an indexed document if it has one.
   const store = new SignatureStore(numPerm);
-  const chunks: (BandKeyChunk & { start: number; length: number; lines: Uint32Array; outBytes: Uint32Array })[] = [];
   const ids: string[] = [];
   const lines = new U32();
   const idHi = new U32();
   const idLo = new U32();
   const exactHi = new U32();
   const exactLo = new U32();
+  const indexChunks: BandKeyChunk[] = [];
+  for (const source of opts.index ?? []) {
+    const index = readSignatureIndex(source);
+    checkIndexCompatible(index, options);
+    const sig = index.signatures;
+    indexChunks.push(indexBandKeys(index, options.lsh, ids.length));
+    store.add({ docBase: ids.length, count: sig.count, sigs: sig.sigs });
+    for (const id of index.ids) ids.push(id);
+    const zeros = new Uint32Array(sig.count);
+    lines.append(zeros);
+    idHi.append(zeros);
+    idLo.append(zeros);
+    exactHi.append(sig.exactHi);
+    exactLo.append(sig.exactLo);
+  }
+  const indexed = ids.length;
+
+  // Stage a: workers read and sign byte ranges of the input; results are taken in input order.
+  const chunks: (BandKeyChunk & {
+    start: number;
+    length: number;
+    lines: Uint32Array;
+    outBytes: Uint32Array;
+    sigs: Uint32Array;
+  })[] = [];
   let emptyDocs = 0;
   let repairedLines = 0;
   let nextLine = 1;
   // Earlier outputs in outDir are replaced: stats.json (read last) goes first, and the files go in the background
   // while the workers sign (freeing a large file's blocks takes a while on some filesystems).
-  const outputs = ['stats.json', 'kept.jsonl', 'duplicates.jsonl'].map((f) => path.join(outDir, f));
+  const outputs = ['stats.json', 'kept.jsonl', 'duplicates.jsonl', INDEX_FILE].map((f) => path.join(outDir, f));
   fs.rmSync(outputs[0], { force: true });
   const cleared = Promise.all(outputs.slice(1).map((f) => fs.promises.rm(f, { force: true })));
   cleared.catch(() => undefined);
@@ -152,6 +195,7 @@ export async function dedupJsonl(inputPath: string, outDir: string, opts: DedupJ
       length: chunk.length,
       lines: chunk.lines,
       outBytes: chunk.outBytes,
+      sigs: chunk.sigs,
     });
     for (const id of chunk.ids) ids.push(id);
     for (let i = 0; i < chunk.count; i++) lines.push(nextLine + chunk.lines[i] - 1);
@@ -190,7 +234,7 @@ export async function dedupJsonl(inputPath: string, outDir: string, opts: DedupJ
     shares = Math.min(Math.max(1, pool.size), bands);
     joins = Array.from({ length: shares }, (_, w) =>
       pool.join(
-        chunks,
+        [...indexChunks, ...chunks],
         bands,
         Array.from({ length: bands }, (_, b) => b).filter((b) => b % shares === w),
       ),
@@ -205,14 +249,23 @@ export async function dedupJsonl(inputPath: string, outDir: string, opts: DedupJ
   const docs = ids.length;
   const uf = new UnionFind(docs);
   let exactRepeats = 0;
+  let indexDuplicates = 0;
   let candidatePairs = 0;
   let verifiedPairs = 0;
   let clusters: Clusters;
   let clustered: number;
   try {
     // Duplicate ids are an input error: sort id hashes, confirm equal hashes by the ids themselves.
-    checkUniqueIds(ids, idHi.view(), idLo.view(), lines.view());
-    if (options.exact) exactRepeats = exactDuplicates(exactHi.view(), exactLo.view(), identity(docs), uf);
+    checkUniqueIds(
+      ids.slice(indexed),
+      idHi.view().subarray(indexed),
+      idLo.view().subarray(indexed),
+      lines.view().subarray(indexed),
+    );
+    if (options.exact)
+      exactDuplicates(exactHi.view(), exactLo.view(), identity(docs), uf, (_, doc) => {
+        if (doc >= indexed) exactRepeats++;
+      });
     // Stage c in band order against all clusters so far: deterministic, and connected pairs are not compared again.
     const joined = await Promise.all(joins);
     const edges = new EdgeList();
@@ -222,7 +275,8 @@ export async function dedupJsonl(inputPath: string, outDir: string, opts: DedupJ
       candidatePairs += counts.candidates;
       verifiedPairs += counts.accepted;
     }
-    clusters = resolveClusters(uf, docs, store);
+    clusters = resolveClusters(uf, docs, store, { removableFrom: indexed });
+    for (const d of clusters.removed) if (clusters.keptOf[d] < indexed) indexDuplicates++;
     clustered = performance.now();
 
     // Stage e: the outputs, stats last. Workers copy their ranges' kept lines to precomputed offsets in parallel.
@@ -262,19 +316,32 @@ export async function dedupJsonl(inputPath: string, outDir: string, opts: DedupJ
     );
     fs.renameSync(dupFile + '.partial', dupFile);
     fs.renameSync(keptFile + '.partial', keptFile);
+    if (opts.writeIndex ?? true)
+      writeKeptIndex(
+        path.join(outDir, INDEX_FILE),
+        options,
+        chunks,
+        clusters.keptOf,
+        ids,
+        exactHi.view(),
+        exactLo.view(),
+      );
     progress('write', bytesTotal, docs);
   } finally {
     await Promise.allSettled(joins);
   }
   const finished = performance.now();
   const seconds = (finished - started) / 1000;
+  const newDocs = docs - indexed;
   const stats: DedupStats = {
-    docs,
-    kept: docs - clusters.removed.length,
+    docs: newDocs,
+    kept: newDocs - clusters.removed.length,
     removed: clusters.removed.length,
     exactDuplicates: exactRepeats,
     nearDuplicates: clusters.removed.length - exactRepeats,
     clusters: clusters.clusters,
+    indexed,
+    indexDuplicates,
     threshold: options.threshold,
     numPerm,
     ngram: options.minhash.ngram,
@@ -335,6 +402,56 @@ function checkUniqueIds(ids: string[], hi: Uint32Array, lo: Uint32Array, lines: 
       throw new DedupInputError(`duplicate id ${ids[order[i]]} on lines ${a} and ${b}; ids must be unique`, [a, b]);
     }
   }
+}
+
+/** The signature index of the kept documents, in kept.jsonl's order: what a later run dedups against. */
+function writeKeptIndex(
+  file: string,
+  options: ResolvedDedupOptions,
+  chunks: readonly { docBase: number; count: number; words: Uint32Array; sigs: Uint32Array }[],
+  keptOf: Uint32Array,
+  ids: readonly string[],
+  exactHi: Uint32Array,
+  exactLo: Uint32Array,
+): void {
+  const numPerm = options.minhash.numPerm;
+  const kept: number[] = [];
+  const words: number[] = [];
+  for (const c of chunks)
+    for (let i = 0; i < c.count; i++)
+      if (keptOf[c.docBase + i] === c.docBase + i) {
+        kept.push(c.docBase + i);
+        words.push(c.words[i]);
+      }
+  // One chunk's kept rows at a time: never a second copy of every signature.
+  function* blocks(): Generator<Uint32Array> {
+    for (const c of chunks) {
+      const rows: number[] = [];
+      for (let i = 0; i < c.count; i++) if (keptOf[c.docBase + i] === c.docBase + i) rows.push(i);
+      if (rows.length === c.count) yield c.sigs.subarray(0, c.count * numPerm);
+      else if (rows.length > 0) {
+        const block = new Uint32Array(rows.length * numPerm);
+        rows.forEach((r, k) => block.set(c.sigs.subarray(r * numPerm, (r + 1) * numPerm), k * numPerm));
+        yield block;
+      }
+    }
+  }
+  const pick = (column: Uint32Array) => Uint32Array.from(kept, (d) => column[d]);
+  writeSignatureIndexFile(
+    file,
+    signatureIndexParts(
+      { params: options.minhash, exactField: options.exactField ?? null },
+      kept.map((d) => ids[d]),
+      {
+        count: kept.length,
+        numPerm,
+        sigs: blocks(),
+        exactHi: pick(exactHi),
+        exactLo: pick(exactLo),
+        words: Uint32Array.from(words),
+      },
+    ),
+  );
 }
 
 function writeDuplicates(

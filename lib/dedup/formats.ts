@@ -1,4 +1,5 @@
-import type { BandRun } from './band-join';
+import type { BandRun, EdgeList } from './band-join';
+import type { MinHashParams } from './minhash';
 import type { PartitionSignatures } from './signatures';
 
 /**
@@ -7,9 +8,15 @@ import type { PartitionSignatures } from './signatures';
  *
  *   signatures: "FWMHSIG1" | numPerm | count | docBase | 3 × 0 | sigs[count × numPerm] | exactHi | exactLo | words
  *   band run:   "FWMHBND1" | band | count | 4 × 0            | keyHi[count] | keyLo[count] | docs[count]
+ *   edges:      "FWMHEDG1" | band | count | 4 × 0            | a[count] | b[count] | similarity[count] (float32)
+ *   index:      "FWMHIDX1" | metaBytes | idsBytes | 4 × 0    | meta JSON | ids | a signatures file (docBase 0)
+ *
+ * An index's meta JSON and ids (one JSON id per line) are each padded with spaces to a multiple of 4 bytes.
  */
 const SIG_MAGIC = 'FWMHSIG1';
 const BAND_MAGIC = 'FWMHBND1';
+const EDGE_MAGIC = 'FWMHEDG1';
+const INDEX_MAGIC = 'FWMHIDX1';
 const HEADER = 32;
 
 export class CorruptDedupFile extends Error {
@@ -41,13 +48,29 @@ function check(buf: Buffer, magic: string, expected: (fields: number[]) => numbe
 }
 
 export function encodeSignatures(part: PartitionSignatures): Buffer {
-  return Buffer.concat([
-    header(SIG_MAGIC, [part.numPerm, part.count, part.docBase]),
-    bytesOf(part.sigs.subarray(0, part.count * part.numPerm)),
-    bytesOf(part.exactHi.subarray(0, part.count)),
-    bytesOf(part.exactLo.subarray(0, part.count)),
-    bytesOf(part.words.subarray(0, part.count)),
-  ]);
+  return Buffer.concat([...signatureParts(part)]);
+}
+
+/**
+ * A signatures file as the pieces `encodeSignatures` joins, made as they are taken: `sigs` may be given as blocks of
+ * rows, produced one by one, so a writer never holds a second copy of them all.
+ */
+function* signatureParts(
+  part: Omit<PartitionSignatures, 'sigs'> & { sigs: Uint32Array | Iterable<Uint32Array> },
+): Generator<Buffer> {
+  yield header(SIG_MAGIC, [part.numPerm, part.count, part.docBase]);
+  let rows = 0;
+  for (const block of part.sigs instanceof Uint32Array
+    ? [part.sigs.subarray(0, part.count * part.numPerm)]
+    : part.sigs) {
+    rows += block.length;
+    yield bytesOf(block);
+  }
+  if (rows !== part.count * part.numPerm)
+    throw new Error(`signatures: ${rows} values where ${part.count} × ${part.numPerm} were expected`);
+  yield bytesOf(part.exactHi.subarray(0, part.count));
+  yield bytesOf(part.exactLo.subarray(0, part.count));
+  yield bytesOf(part.words.subarray(0, part.count));
 }
 
 export function decodeSignatures(buf: Buffer): PartitionSignatures {
@@ -92,4 +115,101 @@ export function decodeBandRun(buf: Buffer): BandRun {
     keyLo: column(buf, HEADER + 4 * count, count),
     docs: column(buf, HEADER + 8 * count, count),
   };
+}
+
+export function encodeEdges(band: number, edges: EdgeList): Buffer {
+  const n = edges.count;
+  const similarity = edges.similarity.subarray(0, n);
+  return Buffer.concat([
+    header(EDGE_MAGIC, [band, n]),
+    bytesOf(edges.a.subarray(0, n)),
+    bytesOf(edges.b.subarray(0, n)),
+    Buffer.from(similarity.buffer, similarity.byteOffset, similarity.byteLength),
+  ]);
+}
+
+/** Verified duplicate edges of one band, as stage b of the pipeline writes them. */
+export interface BandEdges {
+  band: number;
+  a: Uint32Array;
+  b: Uint32Array;
+  similarity: Float32Array;
+}
+
+export function decodeEdges(buf: Buffer): BandEdges {
+  const [band, count] = check(buf, EDGE_MAGIC, ([, c]) => HEADER + 12 * c);
+  const similarity = new Float32Array(count);
+  Buffer.from(similarity.buffer).set(buf.subarray(HEADER + 8 * count, HEADER + 12 * count));
+  return { band, a: column(buf, HEADER, count), b: column(buf, HEADER + 4 * count, count), similarity };
+}
+
+/** What signed an index: new documents are compared with it only when signed the same way. */
+export interface SignatureIndexMeta {
+  version: 1;
+  params: MinHashParams;
+  /** The field exact dedup hashed instead of the normalized text, if any. */
+  exactField: string | null;
+  documents: number;
+}
+
+/**
+ * A signature index: the signatures, exact-dedup hashes and ids (as JSON: `"a"` or `7`) of a deduplicated dataset's
+ * kept documents, in their order, so later data can be deduplicated against it without reading its text.
+ */
+export interface SignatureIndex {
+  meta: SignatureIndexMeta;
+  ids: string[];
+  signatures: PartitionSignatures;
+}
+
+const padded = (text: string) => Buffer.from(text + ' '.repeat((4 - (Buffer.byteLength(text) % 4)) % 4));
+
+/** An index file as pieces to write in order, made as they are taken (see `signatureParts`). */
+export function* signatureIndexParts(
+  meta: Omit<SignatureIndexMeta, 'version' | 'documents'>,
+  ids: readonly string[],
+  signatures: Omit<PartitionSignatures, 'sigs' | 'docBase'> & { sigs: Uint32Array | Iterable<Uint32Array> },
+): Generator<Buffer> {
+  if (ids.length !== signatures.count)
+    throw new Error(`signature index: ${ids.length} ids for ${signatures.count} signatures`);
+  const full: SignatureIndexMeta = { version: 1, ...meta, documents: signatures.count };
+  const metaBytes = padded(JSON.stringify(full));
+  const idBytes = padded(ids.map((id) => id + '\n').join(''));
+  yield header(INDEX_MAGIC, [metaBytes.length, idBytes.length]);
+  yield metaBytes;
+  yield idBytes;
+  yield* signatureParts({ ...signatures, docBase: 0 });
+}
+
+export function encodeSignatureIndex(
+  meta: Omit<SignatureIndexMeta, 'version' | 'documents'>,
+  ids: readonly string[],
+  signatures: Omit<PartitionSignatures, 'docBase'>,
+): Buffer {
+  return Buffer.concat([...signatureIndexParts(meta, ids, signatures)]);
+}
+
+export function decodeSignatureIndex(buf: Buffer): SignatureIndex {
+  if (buf.length < HEADER || buf.toString('latin1', 0, 8) !== INDEX_MAGIC)
+    throw new CorruptDedupFile(`not a signature index (header ${JSON.stringify(buf.toString('latin1', 0, 8))})`);
+  const metaBytes = buf.readUInt32LE(8);
+  const idBytes = buf.readUInt32LE(12);
+  if (HEADER + metaBytes + idBytes > buf.length)
+    throw new CorruptDedupFile(`signature index is ${buf.length} bytes, shorter than its header says`);
+  let meta: SignatureIndexMeta;
+  try {
+    meta = JSON.parse(buf.toString('utf8', HEADER, HEADER + metaBytes)) as SignatureIndexMeta;
+  } catch {
+    throw new CorruptDedupFile('signature index: its meta is not JSON');
+  }
+  if (meta.version !== 1) throw new CorruptDedupFile(`signature index version ${meta.version}: expected 1`);
+  const idText = buf.toString('utf8', HEADER + metaBytes, HEADER + metaBytes + idBytes);
+  const ids = idText.slice(0, idText.lastIndexOf('\n') + 1).split('\n');
+  ids.pop();
+  const signatures = decodeSignatures(buf.subarray(HEADER + metaBytes + idBytes));
+  if (ids.length !== signatures.count || meta.documents !== signatures.count)
+    throw new CorruptDedupFile(
+      `signature index holds ${ids.length} ids and ${signatures.count} signatures; its meta says ${meta.documents}`,
+    );
+  return { meta, ids, signatures };
 }

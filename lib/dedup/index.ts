@@ -10,6 +10,7 @@ export * from './band-join';
 export * from './exact';
 export * from './cluster';
 export * from './formats';
+export * from './signature-index';
 export * from './jsonl-batch';
 export * from './dedup-jsonl';
 export * from './dedup-pool';

@@ -107,3 +107,33 @@ export class SignatureStore implements SimilarityOracle {
     return part.sigs.slice(at, at + this.numPerm);
   }
 }
+
+/**
+ * Signatures of a few documents out of many (the candidates of a band, the members of clusters), by global index:
+ * what a pipeline stage loads instead of every partition's signatures.
+ */
+export class SignatureSubset implements SimilarityOracle {
+  private readonly rows = new Map<number, { sigs: Uint32Array; at: number }>();
+
+  constructor(readonly numPerm: number) {}
+
+  get size(): number {
+    return this.rows.size;
+  }
+
+  has(doc: number): boolean {
+    return this.rows.has(doc);
+  }
+
+  /** Adds document `doc`, whose signature is row `row` of `sigs` (kept by reference). */
+  add(doc: number, sigs: Uint32Array, row: number): void {
+    this.rows.set(doc, { sigs, at: row });
+  }
+
+  similarity(a: number, b: number): number {
+    const ra = this.rows.get(a);
+    const rb = this.rows.get(b);
+    if (!ra || !rb) throw new RangeError(`no signature loaded for document ${ra ? b : a}`);
+    return estimateJaccard(ra.sigs, ra.at, rb.sigs, rb.at, this.numPerm);
+  }
+}

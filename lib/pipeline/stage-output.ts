@@ -41,6 +41,8 @@ export async function commitStage(
   folder: string,
   kind: string,
   out: { kept: readonly ArtifactRef[]; rejected: readonly ArtifactRef[]; stats: StageStats },
+  /** More for the stage manifest's meta (a stage's own facts beside its stats). */
+  meta: Record<string, unknown> = {},
 ): Promise<StageOutput> {
   const name = folder.slice(folder.indexOf('://') + 3);
   const rejected =
@@ -56,7 +58,7 @@ export async function commitStage(
     kind,
     name,
     objects: out.kept.map(({ uri, sha256, bytes }) => ({ uri, sha256, bytes })),
-    meta: { stats: out.stats, rejected },
+    meta: { ...meta, stats: out.stats, rejected },
   });
   return { partitions, partitionCount: out.kept.length, rejected, stats: out.stats };
 }

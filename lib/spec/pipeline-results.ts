@@ -32,14 +32,14 @@ export function mergeStats(all: readonly StageStats[]): StageStats {
 }
 
 export type PipelineStage =
-  'validate' | 'plan' | 'collect' | 'filter' | 'dedup' | 'tokenize' | 'shard' | 'commit' | 'done';
+  'validate' | 'plan' | 'collect' | 'filter' | 'dedup' | 'near-dedup' | 'tokenize' | 'shard' | 'commit' | 'done';
 
 export interface PipelineProgress {
   stage: PipelineStage;
   done: number;
   total: number;
   documents: number;
-  stages: Partial<Record<'collect' | 'filter' | 'dedup', StageStats>>;
+  stages: Partial<Record<'collect' | 'filter' | 'dedup' | 'nearDedup', StageStats>>;
 }
 
 export interface SplitSummary {

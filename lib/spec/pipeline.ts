@@ -7,6 +7,48 @@ const MiB = 1024 * 1024;
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes, at most 63');
 
 /**
+ * Near-duplicate dedup (MinHash LSH) after exact dedup; off unless given. Bands × rows come from the threshold
+ * (datasketch's optimal_param, leaning to recall since candidates are verified) unless `bands` fixes them.
+ */
+export const NearDedupSpec = z
+  .object({
+    threshold: z
+      .number()
+      .gt(0)
+      .lt(1)
+      .default(0.8)
+      .describe('Jaccard similarity of word n-gram sets from which two documents are near duplicates'),
+    ngram: z.number().int().min(1).max(64).default(5).describe('words per shingle'),
+    numPerm: z.number().int().min(1).max(1024).default(128).describe('MinHash permutations (signature length)'),
+    bands: z.number().int().min(1).optional().describe('fix the LSH bands (must divide numPerm)'),
+    normalizeNumbers: z.boolean().default(false).describe('treat every run of digits as 0'),
+    normalizeDiacritics: z.boolean().default(false).describe('fold accents and compatibility forms'),
+    against: z
+      .string()
+      .regex(/^(hot|warm|cold):\/\/\S+$/, 'a tier URI such as warm://datasets/<name>/<version>/manifest.json')
+      .optional()
+      .describe(
+        'also dedup against an earlier dataset (its manifest URI) built with dedup.near: its documents stay, ' +
+          'new documents that repeat them are dropped',
+      ),
+  })
+  .strict()
+  .refine((near) => near.bands === undefined || near.numPerm % near.bands === 0, {
+    path: ['bands'],
+    error: (issue) => {
+      const near = issue.input as { numPerm?: number; bands?: number };
+      return `numPerm ${near.numPerm ?? 128} is not divisible into ${near.bands} bands: choose bands that divide it`;
+    },
+    // Also when other fields are bad, so one error lists every problem.
+    when: ({ value }) => {
+      const near = value as { numPerm?: unknown; bands?: unknown };
+      const whole = (x: unknown) => Number.isInteger(x) && (x as number) >= 1;
+      return whole(near.bands) && (near.numPerm === undefined || whole(near.numPerm));
+    },
+  });
+export type NearDedupSpec = z.infer<typeof NearDedupSpec>;
+
+/**
  * The data pipeline's one argument: sources in, tokenized WebDataset shards out. Every field but `dataset` and
  * `sources` has a default, so `{ "dataset": "demo", "sources": [{ "type": "sample" }] }` is a complete spec.
  */
@@ -21,7 +63,10 @@ export const PipelineSpec = z
     sources: z.array(SourceSpec).min(1, 'at least one source').describe('where documents come from'),
     quality: QualitySpec.prefault({}).describe('quality filters and their thresholds'),
     dedup: z
-      .object({ exact: z.boolean().default(true).describe('drop documents whose normalized text repeats') })
+      .object({
+        exact: z.boolean().default(true).describe('drop documents whose normalized text repeats'),
+        near: NearDedupSpec.optional().describe('drop near duplicates (MinHash LSH); off when absent'),
+      })
       .strict()
       .default({ exact: true }),
     tokenizer: z
