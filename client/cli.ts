@@ -8,6 +8,7 @@ import type { PipelineInput } from '../lib/spec/pipeline';
 import { describeDataset, followPipeline, readSpecFile, registerPipelineCommands } from './commands/pipeline';
 import { registerDedupCommand } from './commands/dedup';
 import { registerPlanCommand } from './commands/plan';
+import { registerCodecServerCommand } from './commands/codec-server';
 
 /** The embedded default's main job: the data pipeline on the bundled sample corpus. */
 const MAIN_JOB_SPEC = path.join(__dirname, '..', 'examples', 'sample-pipeline.json');
@@ -187,6 +188,7 @@ export function buildCli(): Command {
 
   registerDedupCommand(program);
   registerPlanCommand(program);
+  registerCodecServerCommand(program);
 
   registerPipelineCommands(program, {
     connect: async () => {
@@ -219,6 +221,7 @@ export function buildCli(): Command {
       const masked = {
         ...config,
         temporal: { ...config.temporal, apiKey: config.temporal.apiKey ? '***' : undefined },
+        codec: { ...config.codec, token: config.codec.token ? '***' : undefined },
         s3: {
           ...config.s3,
           credentials: config.s3.credentials

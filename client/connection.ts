@@ -1,6 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import type { FlywheelConfig } from '../lib/config';
 import { tlsOptions } from '../worker/connection';
+import { flywheelDataConverter } from '../worker/payload-codec';
 
 export class TemporalUnreachable extends Error {
   readonly exitCode = 3;
@@ -26,5 +27,5 @@ export async function connectClient(config: FlywheelConfig): Promise<Client> {
   } catch (err) {
     throw new TemporalUnreachable(config.temporal.address, err);
   }
-  return new Client({ connection, namespace: config.temporal.namespace });
+  return new Client({ connection, namespace: config.temporal.namespace, dataConverter: flywheelDataConverter(config) });
 }

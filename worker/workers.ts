@@ -1,10 +1,11 @@
 import * as path from 'node:path';
 import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities';
-import { closeSharedTokenizerPool } from '../activities/pipeline';
+import { closeSharedDedupPool, closeSharedTokenizerPool } from '../activities/pipeline';
 import { taskQueueName, type FlywheelConfig, type TaskQueueRole } from '../lib/config';
 import { tieredStoreFromConfig } from '../lib/storage/from-config';
 import { nativeConnectionOptions } from './connection';
+import { flywheelDataConverter } from './payload-codec';
 
 export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', 'index.ts');
 
@@ -55,6 +56,7 @@ export async function createWorkers(
         connection,
         namespace: config.temporal.namespace,
         taskQueue,
+        dataConverter: flywheelDataConverter(config),
         activities,
         ...(role === 'io' ? { workflowBundle: bundle } : {}),
         maxConcurrentActivityTaskExecutions: config.worker.concurrency,
@@ -77,6 +79,7 @@ export async function createWorkers(
       }
       await running;
       await closeSharedTokenizerPool();
+      await closeSharedDedupPool();
       if (!opts.connection) await connection.close();
     },
   };

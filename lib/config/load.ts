@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
+import { parseKeyRing, type KeyRing } from '../codec/key-ring';
 import { envSchema, type EnvConfig, type TaskQueueRole } from './schema';
 
 /** A bad environment: every bad variable, what it held and what it expects. The CLI exits with code 2 on it. */
@@ -56,9 +57,16 @@ export interface FlywheelConfig {
     metricsPort: number;
     logLevel: EnvConfig['FLYWHEEL_LOG_LEVEL'];
   };
+  /** Payload encryption: on when a key ring is configured. */
+  codec: { keyRing?: KeyRing; token?: string };
 }
 
-const SECRET_VARIABLES = new Set(['TEMPORAL_API_KEY', 'AWS_SECRET_ACCESS_KEY']);
+const SECRET_VARIABLES = new Set([
+  'TEMPORAL_API_KEY',
+  'AWS_SECRET_ACCESS_KEY',
+  'FLYWHEEL_CODEC_KEYS',
+  'FLYWHEEL_CODEC_TOKEN',
+]);
 
 /** Reads and checks the whole environment at once, so a user fixes every mistake in one go. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): FlywheelConfig {
@@ -81,6 +89,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   }
   // Cross-variable checks run on the raw values too, so one run reports every problem.
   const tls = checkTls(parsed.success ? parsed.data : lenientTlsView(input), problems);
+  const keyRing = readKeyRing(input, cwd, problems);
   if (!parsed.success || problems.length > 0) throw new ConfigError(dedupe(problems));
   const e = parsed.data;
   const home = path.resolve(cwd, e.FLYWHEEL_HOME);
@@ -113,7 +122,40 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       metricsPort: e.FLYWHEEL_METRICS_PORT,
       logLevel: e.FLYWHEEL_LOG_LEVEL,
     },
+    codec: { keyRing, token: e.FLYWHEEL_CODEC_TOKEN },
   };
+}
+
+/** The key ring from FLYWHEEL_CODEC_KEYS or the file FLYWHEEL_CODEC_KEYS_FILE names; problems never quote key bytes. */
+function readKeyRing(
+  input: Record<string, string>,
+  cwd: string,
+  problems: ConfigError['problems'],
+): KeyRing | undefined {
+  const inline = input.FLYWHEEL_CODEC_KEYS;
+  const file = input.FLYWHEEL_CODEC_KEYS_FILE?.trim();
+  if (inline !== undefined && file) {
+    problems.push({
+      variable: 'FLYWHEEL_CODEC_KEYS_FILE',
+      expected: 'unset when FLYWHEEL_CODEC_KEYS is set (one of the two)',
+    });
+    return undefined;
+  }
+  let text = inline;
+  const variable = inline !== undefined ? 'FLYWHEEL_CODEC_KEYS' : 'FLYWHEEL_CODEC_KEYS_FILE';
+  if (file) {
+    try {
+      text = fs.readFileSync(path.resolve(cwd, file), 'utf8');
+    } catch {
+      problems.push({ variable, expected: 'a readable file holding the key ring', got: file });
+      return undefined;
+    }
+  }
+  if (text === undefined) return undefined;
+  const parsed = parseKeyRing(text);
+  for (const expected of parsed.problems)
+    problems.push({ variable, expected, got: variable === 'FLYWHEEL_CODEC_KEYS' ? '***' : file });
+  return parsed.ring;
 }
 
 type TlsView = Pick<

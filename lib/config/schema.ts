@@ -119,6 +119,24 @@ export const envSchema = z.object({
     .default(4)
     .describe('concurrent activities per task queue'),
   FLYWHEEL_METRICS_PORT: port.default(9464).describe('Prometheus metrics port on the worker (0 = off)'),
+  FLYWHEEL_CODEC_KEYS: z
+    .string()
+    .optional()
+    .describe(
+      'payload encryption key ring `id:base64key[,id:base64key...]` (32-byte keys, the first encrypts); unset = off',
+    ),
+  FLYWHEEL_CODEC_KEYS_FILE: z
+    .string()
+    .trim()
+    .min(1)
+    .optional()
+    .describe('file holding the key ring instead (entries separated by commas or newlines)'),
+  FLYWHEEL_CODEC_TOKEN: z
+    .string()
+    .trim()
+    .min(16, 'a token of at least 16 characters, e.g. from `openssl rand -hex 32`')
+    .optional()
+    .describe('bearer token the codec server requires (unset = no auth, loopback only)'),
   FLYWHEEL_LOG_LEVEL: z
     .enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'], { message: 'TRACE, DEBUG, INFO, WARN or ERROR' })
     .default('INFO')
