@@ -87,6 +87,12 @@ function throttledHeartbeat(): (details: unknown) => void {
  * (a retried or rerun stage returns what its earlier attempt committed) and heartbeats progress.
  */
 export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) {
+  /** A stage's committed output when an earlier attempt or run left one; else the stage, heartbeating. */
+  const reuseOrRun = (
+    folder: string,
+    run: (folder: string, beat: (details: unknown) => void) => Promise<StageOutput>,
+  ) => withFailureMapping(async () => (await committedStage(store, folder)) ?? run(folder, throttledHeartbeat()));
+
   return {
     async findCommittedDataset(key: RunKey): Promise<DatasetSummary | undefined> {
       return withFailureMapping(() => findCommittedDataset(store, key));
@@ -109,62 +115,47 @@ export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) 
     async collectBatch(
       input: RunKey & { plan: ArtifactRef; batch: number; limits: PartitionLimits },
     ): Promise<StageOutput> {
-      return withFailureMapping(async () => {
-        const folder = `${runFolder(input)}/collect/batch-${pad(input.batch)}`;
-        const beat = throttledHeartbeat();
-        return (
-          (await committedStage(store, folder)) ??
-          collectBatch({
-            store,
-            folder,
-            plan: input.plan,
-            batch: input.batch,
-            limits: input.limits,
-            allowedRoots,
-            onProgress: (p) => beat({ stage: 'collect', batch: input.batch, ...p }),
-          })
-        );
-      });
+      return reuseOrRun(`${runFolder(input)}/collect/batch-${pad(input.batch)}`, (folder, beat) =>
+        collectBatch({
+          store,
+          folder,
+          plan: input.plan,
+          batch: input.batch,
+          limits: input.limits,
+          allowedRoots,
+          onProgress: (p) => beat({ stage: 'collect', batch: input.batch, ...p }),
+        }),
+      );
     },
 
     async filterBatch(
       input: RunKey & { batch: number; input: ArtifactRef; quality: QualitySpec; limits: PartitionLimits },
     ): Promise<StageOutput> {
-      return withFailureMapping(async () => {
-        const folder = `${runFolder(input)}/filter/batch-${pad(input.batch)}`;
-        const beat = throttledHeartbeat();
-        return (
-          (await committedStage(store, folder)) ??
-          filterStage({
-            store,
-            folder,
-            input: input.input,
-            quality: input.quality,
-            limits: input.limits,
-            onProgress: (documents) => beat({ stage: 'filter', batch: input.batch, documents }),
-          })
-        );
-      });
+      return reuseOrRun(`${runFolder(input)}/filter/batch-${pad(input.batch)}`, (folder, beat) =>
+        filterStage({
+          store,
+          folder,
+          input: input.input,
+          quality: input.quality,
+          limits: input.limits,
+          onProgress: (documents) => beat({ stage: 'filter', batch: input.batch, documents }),
+        }),
+      );
     },
 
     async exactDedupStage(
       input: RunKey & { enabled: boolean; inputs: ArtifactRef[]; limits: PartitionLimits },
     ): Promise<StageOutput> {
-      return withFailureMapping(async () => {
-        const folder = `${runFolder(input)}/dedup`;
-        const beat = throttledHeartbeat();
-        return (
-          (await committedStage(store, folder)) ??
-          exactDedupStage({
-            store,
-            folder,
-            inputs: input.inputs,
-            enabled: input.enabled,
-            limits: input.limits,
-            onProgress: (documents) => beat({ stage: 'dedup', documents }),
-          })
-        );
-      });
+      return reuseOrRun(`${runFolder(input)}/dedup`, (folder, beat) =>
+        exactDedupStage({
+          store,
+          folder,
+          inputs: input.inputs,
+          enabled: input.enabled,
+          limits: input.limits,
+          onProgress: (documents) => beat({ stage: 'dedup', documents }),
+        }),
+      );
     },
 
     async planNearDedupStage(input: RunKey & { input: ArtifactRef; near: NearDedupSpec }): Promise<NearDedupPlan> {
