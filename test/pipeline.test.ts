@@ -225,6 +225,38 @@ describe('the dataPipeline workflow', () => {
     },
   );
 
+  it(
+    'with FLYWHEEL_COLLECT_ROOTS set, a spec cannot read outside the allowed folders',
+    { timeout: 120_000 },
+    async () => {
+      const fenced = testConfig(await temporalAddress(), { FLYWHEEL_COLLECT_ROOTS: inputs });
+      const fencedWorkers = await createWorkers(fenced);
+      const fencedRunning = fencedWorkers.run();
+      try {
+        const fencedClient = new FlywheelClient(client, { taskQueuePrefix: fenced.worker.taskQueuePrefix });
+        const err = await fencedClient
+          .runPipeline({ dataset: 'fenced', sources: [{ type: 'path', path: '/etc/passwd' }] })
+          .then(
+            () => assert.fail('reading /etc/passwd must be refused'),
+            (e: unknown) => e,
+          );
+        assert.ok(err instanceof WorkflowFailedError);
+        const cause = err.cause?.cause instanceof ApplicationFailure ? err.cause.cause : err.cause;
+        assert.ok(cause instanceof ApplicationFailure);
+        assert.equal(cause.type, 'SourceForbidden');
+        assert.equal(cause.nonRetryable, true);
+        const inside = await fencedClient.runPipeline({
+          dataset: 'fenced-ok',
+          sources: [{ type: 'path', path: path.join(inputs, 'notes') }],
+        });
+        assert.ok(inside.documents > 0);
+      } finally {
+        await fencedWorkers.shutdown();
+        await fencedRunning;
+      }
+    },
+  );
+
   it('a bad spec fails at once naming every bad field', async () => {
     const handle = await client.workflow.start('dataPipeline', {
       args: [{ dataset: 'Bad Name', sources: [{ type: 'ftp', path: 'x' }], shards: { validationFraction: 2 } }],

@@ -56,6 +56,8 @@ export interface FlywheelConfig {
     concurrency: number;
     metricsPort: number;
     logLevel: EnvConfig['FLYWHEEL_LOG_LEVEL'];
+    /** Folders collection may read (absolute); unrestricted when absent. */
+    collectRoots?: string[];
   };
   /** Payload encryption: on when a key ring is configured. */
   codec: { keyRing?: KeyRing; token?: string };
@@ -121,6 +123,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       concurrency: e.FLYWHEEL_WORKER_CONCURRENCY,
       metricsPort: e.FLYWHEEL_METRICS_PORT,
       logLevel: e.FLYWHEEL_LOG_LEVEL,
+      collectRoots: e.FLYWHEEL_COLLECT_ROOTS?.map((root) => path.resolve(cwd, root)),
     },
     codec: { keyRing, token: e.FLYWHEEL_CODEC_TOKEN },
   };

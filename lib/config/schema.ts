@@ -137,6 +137,13 @@ export const envSchema = z.object({
     .min(16, 'a token of at least 16 characters, e.g. from `openssl rand -hex 32`')
     .optional()
     .describe('bearer token the codec server requires (unset = no auth, loopback only)'),
+  FLYWHEEL_COLLECT_ROOTS: z
+    .string()
+    .trim()
+    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+    .refine((roots) => roots.length > 0, { message: 'a comma-separated list of folders' })
+    .optional()
+    .describe('folders `path` sources may read (default: anywhere the worker can read); set it when specs come from the UI'),
   FLYWHEEL_LOG_LEVEL: z
     .enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'], { message: 'TRACE, DEBUG, INFO, WARN or ERROR' })
     .default('INFO')
