@@ -140,10 +140,17 @@ export const envSchema = z.object({
   FLYWHEEL_COLLECT_ROOTS: z
     .string()
     .trim()
-    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
     .refine((roots) => roots.length > 0, { message: 'a comma-separated list of folders' })
     .optional()
-    .describe('folders `path` sources may read (default: anywhere the worker can read); set it when specs come from the UI'),
+    .describe(
+      'folders `path` sources may read (default: anywhere the worker can read); set it when specs come from the UI',
+    ),
   FLYWHEEL_LOG_LEVEL: z
     .enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'], { message: 'TRACE, DEBUG, INFO, WARN or ERROR' })
     .default('INFO')
