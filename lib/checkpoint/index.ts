@@ -1,0 +1,4 @@
+export * from './errors';
+export * from './layout';
+export * from './retention';
+export * from './checkpoint-manager';
