@@ -26,6 +26,8 @@ const workerSet = lazy(() => require('../worker/workers') as typeof import('../w
 const connection = lazy(() => require('./connection') as typeof import('./connection'));
 const embedded = lazy(() => require('./embedded') as typeof import('./embedded'));
 const flywheelClient = lazy(() => require('./flywheel-client') as typeof import('./flywheel-client'));
+const codecServerModule = lazy(() => require('./commands/codec-server') as typeof import('./commands/codec-server'));
+const payloadCodecModule = lazy(() => require('../worker/payload-codec') as typeof import('../worker/payload-codec'));
 const searchAttributes = lazy(() => require('./search-attributes') as typeof import('./search-attributes'));
 /* eslint-enable @typescript-eslint/no-require-imports */
 
@@ -110,10 +112,22 @@ async function runDevStack(): Promise<void> {
     workerSet(),
     workerMain(),
   ]);
-  const temporal = await ensureLocalTemporal(config);
+  // With encryption on, the Web UI decodes payloads through a local codec server started alongside.
+  const keyRing = config.codec.keyRing;
+  const codecServer = keyRing
+    ? await (
+        await codecServerModule()
+      ).startCodecServer({
+        codec: new (await payloadCodecModule()).EncryptionCodec(keyRing),
+        host: '127.0.0.1',
+        port: 0,
+      })
+    : undefined;
+  const temporal = await ensureLocalTemporal(config, { uiCodecEndpoint: codecServer?.url });
   const { metricsUrl } = await installRuntime(config);
   const workers = await createWorkers(config);
   console.log(`Temporal ${temporal.server ? 'dev server' : 'server'} at ${temporal.address}`);
+  if (codecServer) console.log(`Codec server (Web UI decodes payloads through it): ${codecServer.url}`);
   if (temporal.uiUrl) console.log(`Temporal Web UI: ${temporal.uiUrl}`);
   console.log(`Worker queues: ${workers.workers.map((w) => w.taskQueue).join(', ')}`);
   if (metricsUrl) console.log(`Worker metrics: ${metricsUrl}`);
@@ -121,6 +135,7 @@ async function runDevStack(): Promise<void> {
   onShutdownSignal(async () => {
     await workers.shutdown();
     await temporal.server?.stop();
+    await codecServer?.close();
   });
   await workers.run();
   await temporal.server?.stop();

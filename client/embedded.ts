@@ -17,7 +17,10 @@ const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '0.0.0.0', '[::1]']);
  * in another terminal); else, for a local address, start the CLI dev server on it with its SQLite file under
  * FLYWHEEL_HOME (so history survives restarts) and the Web UI on port + 1000.
  */
-export async function ensureLocalTemporal(config: FlywheelConfig, opts: { ui?: boolean } = {}): Promise<LocalTemporal> {
+export async function ensureLocalTemporal(
+  config: FlywheelConfig,
+  opts: { ui?: boolean; uiCodecEndpoint?: string } = {},
+): Promise<LocalTemporal> {
   const address = config.temporal.address;
   const i = address.lastIndexOf(':');
   const host = address.slice(0, i);
@@ -48,6 +51,7 @@ export async function ensureLocalTemporal(config: FlywheelConfig, opts: { ui?: b
     namespace: config.temporal.namespace,
     dbFile: path.join(config.home, 'temporal.db'),
     logFile: path.join(config.home, 'temporal.log'),
+    uiCodecEndpoint: opts.uiCodecEndpoint,
   });
   return { address: server.address, uiUrl: server.uiUrl, server };
 }

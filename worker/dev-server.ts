@@ -129,6 +129,8 @@ export interface DevServerOptions {
   logFile?: string;
   /** How long to wait for the server to answer. */
   startTimeoutMs?: number;
+  /** A codec server the Web UI sends payloads to for decoding (`--ui-codec-endpoint`). */
+  uiCodecEndpoint?: string;
   cli?: TemporalCli;
 }
 
@@ -177,6 +179,7 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
     fs.mkdirSync(path.dirname(opts.dbFile), { recursive: true });
     args.push('--db-filename', opts.dbFile);
   }
+  if (opts.uiCodecEndpoint) args.push('--ui-codec-endpoint', opts.uiCodecEndpoint);
   args.push(...searchAttributeFlags());
 
   const logTail: string[] = [];

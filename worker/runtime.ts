@@ -4,8 +4,12 @@ import { isListening } from './dev-server';
 
 let installed = false;
 
-/** Expected by design: only the io queue hosts workflows, so the cpu and train workers poll activities alone. */
-const EXPECTED_WARNINGS = ['No workflows registered, not polling for workflow tasks'];
+/** Expected by design: only the io queue hosts workflows (the cpu and train workers poll activities alone), and
+ * Flywheel registers no Nexus services. */
+const EXPECTED_WARNINGS = [
+  'No workflows registered, not polling for workflow tasks',
+  'No Nexus services registered, not polling for Nexus tasks',
+];
 
 /** The SDK's console logger without the warnings Flywheel's layout makes expected. */
 export function flywheelLogger(level: LogLevel): DefaultLogger {
