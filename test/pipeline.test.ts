@@ -15,6 +15,7 @@ import type { PipelineInput } from '../lib/spec/pipeline';
 import { readManifest, tieredStoreFromConfig, verifyManifest } from '../lib/storage';
 import { findTemporalCli } from '../worker/dev-server';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
+import { readShards } from './support/read-shards';
 import { temporalAddress, testConfig } from './support/temporal';
 
 function runCli(
@@ -119,14 +120,7 @@ describe('the dataPipeline workflow', () => {
     for (const split of ['train', 'validation'] as const) {
       const files = meta.splits[split].shards.map((s) => path.join(config.tiers.warm, s.uri.slice('warm://'.length)));
       if (files.length === 0) continue;
-      const run = spawnSync('python3', [path.join(__dirname, 'support', 'read-webdataset.py'), ...files], {
-        encoding: 'utf8',
-      });
-      assert.equal(run.status, 0, run.stderr);
-      const samples = run.stdout
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l));
+      const samples = await readShards(files);
       assert.equal(samples.length, meta.splits[split].documents);
       assert.equal(
         samples.reduce((n: number, s: { count: number }) => n + s.count, 0),

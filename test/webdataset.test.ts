@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -9,6 +8,7 @@ import { tokenizeAndShard } from '../lib/pipeline/shard-stages';
 import { FsStore, TieredStore, type ArtifactRef } from '../lib/storage';
 import { DocumentTokenizer, TokenizerPool } from '../lib/tokenize';
 import { decodeNpy, encodeNpy, splitFor, tokenDtypeFor } from '../lib/webdataset';
+import { readShards } from './support/read-shards';
 
 const licenseText = fs.readFileSync(require.resolve('typescript/LICENSE.txt'), 'utf8');
 
@@ -83,15 +83,8 @@ describe('tokenize and shard into WebDataset', () => {
     assert.equal(result.splits.train.documents + result.splits.validation.documents, 300);
     const files = result.splits.train.shards.map((s) => path.join(root, s.uri.slice('warm://'.length)));
     assert.match(path.basename(files[0]), /^shard-000000\.tar$/);
-    const run = spawnSync('python3', [path.join(__dirname, 'support', 'read-webdataset.py'), ...files], {
-      encoding: 'utf8',
-    });
-    assert.equal(run.status, 0, run.stderr);
-    const samples = run.stdout
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
-    console.error(`[flywheel test] shards read back with python ${samples[0].reader}`);
+    const samples = await readShards(files);
+    console.error(`[flywheel test] shards read back with ${samples[0].reader}`);
     assert.equal(samples.length, result.splits.train.documents);
     assert.equal(
       samples.reduce((n: number, s: { count: number }) => n + s.count, 0),

@@ -32,7 +32,7 @@ def with_tarfile(paths):
                 assert j.name == key + ".json" and n.name == key + ".tokens.npy", (j.name, n.name)
                 meta = json.loads(tar.extractfile(j).read())
                 descr, values = npy_values(tar.extractfile(n).read())
-                yield {"key": key, "meta": meta, "dtype": descr, "count": len(values), "last": values[-1], "reader": "tarfile"}
+                yield {"key": key, "meta": meta, "dtype": descr, "count": len(values), "last": values[-1], "reader": "python tarfile"}
 
 
 def with_webdataset(paths):
@@ -46,7 +46,7 @@ def with_webdataset(paths):
             "dtype": tokens.dtype.str,
             "count": int(tokens.shape[0]),
             "last": int(tokens[-1]),
-            "reader": "webdataset",
+            "reader": "python webdataset",
         }
 
 
