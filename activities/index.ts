@@ -1,6 +1,7 @@
 import type { TieredStore } from '../lib/storage';
 import { createPipelineActivities } from './pipeline';
 import { createStorageCheckActivities } from './storage-check';
+import { createTrainingActivities } from './training';
 
 export interface ActivityDeps {
   store: TieredStore;
@@ -13,6 +14,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createStorageCheckActivities(deps),
     ...createPipelineActivities(deps),
+    ...createTrainingActivities(deps),
   };
 }
 

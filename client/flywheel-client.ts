@@ -5,7 +5,8 @@ import { parseSpec } from '../lib/spec/invalid-spec';
 import { StorageCheckSpec, type StorageCheckInput, type StorageCheckResult } from '../lib/spec/storage-check';
 import { PipelineSpec, pipelineWorkflowId, type PipelineInput } from '../lib/spec/pipeline';
 import type { DatasetSummary, PipelineProgress } from '../lib/spec/pipeline-results';
-import type { dataPipeline, storageCheck, StorageCheckProgress } from '../workflows';
+import { TrainingSpec, trainingWorkflowId, type TrainingInput } from '../lib/spec/training';
+import type { dataPipeline, storageCheck, StorageCheckProgress, trainingRun } from '../workflows';
 
 /**
  * The typed client services use. Specs are validated here too, so a caller hears of a bad field before anything
@@ -66,6 +67,23 @@ export class FlywheelClient {
 
   async pipelineProgress(workflowId: string): Promise<PipelineProgress> {
     return this.client.workflow.getHandle(workflowId).query<PipelineProgress>('progress');
+  }
+
+  /** Starts a training run as `train-<run>`; starting it again while it runs attaches to it. */
+  async startTraining(input: TrainingInput): Promise<WorkflowHandle<typeof trainingRun>> {
+    const spec = parseSpec('trainingRun', TrainingSpec, input);
+    return this.client.workflow.start<typeof trainingRun>('trainingRun', {
+      args: [spec],
+      taskQueue: this.workflowQueue,
+      workflowId: trainingWorkflowId(spec),
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      memo: { run: spec.run, dataset: spec.dataset, steps: spec.steps },
+    });
+  }
+
+  async runTraining(input: TrainingInput) {
+    return (await this.startTraining(input)).result();
   }
 
   async storageCheckProgress(workflowId: string): Promise<StorageCheckProgress> {

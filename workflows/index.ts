@@ -1,2 +1,3 @@
 export * from './storage-check';
 export * from './data-pipeline';
+export * from './training-run';

@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Client, Connection } from '@temporalio/client';
+import { FlywheelClient } from '../client/flywheel-client';
+import type { TrainingInput, TrainingProgress } from '../lib/spec/training';
+import { createWorkers, type FlywheelWorkers } from '../worker/workers';
+import { temporalAddress, testConfig } from './support/temporal';
+
+const root = path.join(__dirname, '..');
+
+describe('the trainingRun workflow', () => {
+  let connection: Connection;
+  let client: Client;
+  let workers: FlywheelWorkers;
+  let running: Promise<void>;
+  let config: ReturnType<typeof testConfig>;
+  let flywheel: FlywheelClient;
+  let dataset: string;
+
+  const spec = (run: string): TrainingInput => ({
+    run,
+    dataset,
+    trainer: {
+      seed: 7,
+      model: { contextTokens: 3, embeddingDim: 16, hiddenDim: 32, maxVocab: 512 },
+      sequenceTokens: 32,
+      batch: { microBatchSizePerGpu: 4, gradientAccumulationSteps: 2 },
+      schedule: { warmupSteps: 5 },
+    },
+    steps: 60,
+    segmentSteps: 20,
+    checkpointEvery: 10,
+    heartbeatTimeoutSeconds: 4,
+    retention: { keepLast: 2 },
+  });
+
+  before(async () => {
+    const address = await temporalAddress();
+    config = testConfig(address);
+    // io and cpu here; train in the same process for the plain run, in a child process for the kill test.
+    workers = await createWorkers(config, { roles: ['io', 'cpu'] });
+    running = workers.run();
+    connection = await Connection.connect({ address });
+    client = new Client({ connection });
+    flywheel = new FlywheelClient(client, { taskQueuePrefix: config.worker.taskQueuePrefix });
+    const data = await flywheel.runPipeline({
+      dataset: 'train-data',
+      sources: [{ type: 'sample', limit: 16 }],
+      shards: { targetBytes: 1 << 20, validationFraction: 0.1 },
+    });
+    dataset = data.manifest.uri;
+  });
+
+  after(async () => {
+    await workers.shutdown();
+    await running;
+    await connection.close();
+  });
+
+  function trainWorkerProcess(): ChildProcess {
+    return spawn(process.execPath, [path.join(root, 'bin', 'flywheel.js'), 'worker', '--queues', 'train'], {
+      cwd: root,
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: config.temporal.address,
+        FLYWHEEL_HOME: config.home,
+        FLYWHEEL_TASK_QUEUE_PREFIX: config.worker.taskQueuePrefix,
+        FLYWHEEL_METRICS_PORT: '0',
+      },
+      stdio: 'ignore',
+    });
+  }
+
+  it('trains in segments with checkpoints, and the loss goes down', { timeout: 180_000 }, async () => {
+    const trainWorkers = await createWorkers(config, { roles: ['train'] });
+    const trainRunning = trainWorkers.run();
+    try {
+      const result = await flywheel.runTraining(spec('plain'));
+      assert.equal(result.step, 60);
+      assert.equal(result.segments, 3);
+      assert.ok(result.firstLoss! > result.loss, `loss ${result.firstLoss} → ${result.loss}`);
+      assert.ok(Number.isFinite(result.valLoss));
+    } finally {
+      await trainWorkers.shutdown();
+      await trainRunning;
+    }
+  });
+
+  it(
+    'survives SIGKILL of the worker twice mid-segment and ends with byte-identical weights',
+    { timeout: 300_000 },
+    async () => {
+      const trainWorkers = await createWorkers(config, { roles: ['train'] });
+      const trainRunning = trainWorkers.run();
+      const reference = await flywheel.runTraining(spec('reference'));
+      await trainWorkers.shutdown();
+      await trainRunning;
+
+      const handle = await flywheel.startTraining(spec('killed'));
+      const progressPast = async (step: number) => {
+        for (;;) {
+          const described = await handle.describe();
+          const details = described.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0]?.data;
+          const heartbeat = details ? (JSON.parse(Buffer.from(details).toString()) as { step: number }) : undefined;
+          const progress = (await handle.query('progress')) as TrainingProgress;
+          if ((heartbeat?.step ?? 0) >= step || progress.step >= step) return;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      for (const killAt of [15, 35]) {
+        const child = trainWorkerProcess();
+        await progressPast(killAt);
+        child.kill('SIGKILL');
+        await new Promise((r) => child.once('exit', r));
+      }
+      const last = trainWorkerProcess();
+      try {
+        const result = await handle.result();
+        assert.equal(result.step, 60);
+        assert.equal(result.weightsSha256, reference.weightsSha256, 'resumed run must equal the uninterrupted one');
+        const history = (await handle.fetchHistory()).events ?? [];
+        const retries = history.filter(
+          (e) => e.activityTaskStartedEventAttributes && (e.activityTaskStartedEventAttributes.attempt ?? 1) > 1,
+        );
+        assert.ok(retries.length >= 1, 'at least one segment was retried after a kill');
+      } finally {
+        last.kill('SIGTERM');
+      }
+    },
+  );
+});
