@@ -289,6 +289,10 @@ export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) 
           dtype: tokenizerFacts(input.encoding).dtype,
           targetBytes: input.targetBytes,
           layoutUri: `${runFolder(input)}/shard-layout.json`,
+          onProgress: (
+            (beat) => (records: number) =>
+              beat({ stage: 'plan-shards', records })
+          )(throttledHeartbeat()),
         }),
       );
     },
@@ -305,6 +309,10 @@ export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) 
           index: input.index,
           outPrefix: datasetFolder(input.dataset, input.version),
           recordFolder: `${runFolder(input)}/shards`,
+          onProgress: (
+            (beat) => (records: number) =>
+              beat({ stage: 'shard', split: input.split, index: input.index, records })
+          )(throttledHeartbeat()),
         });
         return { bytes: shard.bytes, samples: shard.samples };
       });

@@ -28,12 +28,6 @@ export async function storageCheck(input: unknown): Promise<StorageCheckResult> 
     heartbeatTimeout: '1 minute',
     retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
   });
-  const cpu = proxyActivities<FlywheelActivities>({
-    taskQueue: taskQueueFor('cpu'),
-    startToCloseTimeout: '30 minutes',
-    heartbeatTimeout: '1 minute',
-    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
-  });
 
   upsertSearchAttributes([
     { key: FlywheelKind, value: 'storage-check' },
@@ -46,7 +40,8 @@ export async function storageCheck(input: unknown): Promise<StorageCheckResult> 
 
   upsertSearchAttributes([{ key: FlywheelStage, value: 'verify' }]);
   progress.stage = 'verify';
-  const verified = await cpu.verifyArtifact({ manifest });
+  // On the io queue, like the write: a hot:// tier is a folder on the worker that wrote it.
+  const verified = await io.verifyArtifact({ manifest });
   progress.objects = verified.objects;
   progress.bytes = verified.bytes;
 

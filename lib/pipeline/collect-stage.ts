@@ -1,4 +1,6 @@
 import type { ArtifactRef } from '../storage/manifest';
+import { ChecksumMismatch } from '../storage/errors';
+import { sha256Hex } from '../storage/hashing';
 import type { TieredStore } from '../storage/tiered-store';
 import { countDrop, emptyStats } from '../spec/pipeline-results';
 import { planSource, readUnit, type CollectContext, type SourceUnit } from '../collect';
@@ -53,6 +55,17 @@ export async function planCollection(input: {
   const unitsPerBatch = Math.max(input.unitsPerBatch, Math.ceil(units.length / MAX_BATCHES));
   const plan: CollectionPlan = { units, unitsPerBatch };
   const uri = `${input.folder}/plan.json`;
+  // The first plan of a run stands: batches committed against it must not be mixed with batches of a new listing.
+  if (await input.store.exists(uri)) {
+    const bytes = await input.store.getBytes(uri);
+    const kept = JSON.parse(bytes.toString('utf8')) as CollectionPlan;
+    return {
+      plan: { uri, sha256: sha256Hex(bytes), bytes: bytes.length },
+      units: kept.units.length,
+      batches: Math.ceil(kept.units.length / kept.unitsPerBatch),
+      bytes: kept.units.reduce((n, u) => n + u.bytes, 0),
+    };
+  }
   const put = await input.store.put(uri, JSON.stringify(plan));
   return {
     plan: { uri, sha256: put.sha256, bytes: put.bytes },
@@ -64,6 +77,14 @@ export async function planCollection(input: {
 
 async function readPlan(store: TieredStore, ref: ArtifactRef): Promise<CollectionPlan> {
   const bytes = await store.getBytes(ref.uri);
+  const actual = sha256Hex(bytes);
+  if (actual !== ref.sha256) {
+    throw new ChecksumMismatch(
+      ref.uri,
+      { expectedSha256: ref.sha256, actualSha256: actual, expectedBytes: ref.bytes, actualBytes: bytes.length },
+      'collection plan',
+    );
+  }
   return JSON.parse(bytes.toString('utf8')) as CollectionPlan;
 }
 

@@ -102,6 +102,8 @@ export async function commitDataset(
     name: `${input.dataset}/${input.version}`,
     objects: shards.map(({ uri, sha256, bytes }) => ({ uri, sha256, bytes })),
     meta: meta as unknown as Record<string, unknown>,
+    // Fixed, so a repeated commit writes identical bytes (see STAGE_EPOCH).
+    createdAt: new Date(0),
   });
   return summaryOf(ref, meta, false);
 }

@@ -171,7 +171,10 @@ export async function planShards(input: {
   dtype: TokenDtype;
   targetBytes: number;
   layoutUri: string;
+  /** Called per record read: long passes heartbeat through it. */
+  onProgress?: (records: number) => void;
 }): Promise<{ layout: ArtifactRef; shards: Record<Split, number> }> {
+  let records = 0;
   const shards: PlannedShard[] = [];
   const open: Partial<Record<Split, PlannedShard>> = {};
   const ordinal: Record<Split, number> = { train: 0, validation: 0 };
@@ -200,6 +203,7 @@ export async function planShards(input: {
       shard.bytes += tarEntryBytes(Buffer.byteLength(json)) + tarEntryBytes(npyBytes(record.json.tokens, input.dtype));
       ordinal[split] += 1;
       offset[split] += 1;
+      input.onProgress?.(++records);
       if (shard.bytes >= input.targetBytes) open[split] = undefined;
     }
   }
@@ -222,7 +226,10 @@ export async function writeShard(input: {
   outPrefix: string;
   /** Where the shard's record (sha256, sizes) is kept for the commit: `<run>/shards`. */
   recordFolder: string;
+  /** Called per record read (also those skipped): long passes heartbeat through it. */
+  onProgress?: (records: number) => void;
 }): Promise<WrittenShard> {
+  let records = 0;
   const recordUri = `${input.recordFolder}/${input.split}-${String(input.index).padStart(6, '0')}.json`;
   if (await input.store.exists(recordUri)) {
     const record = JSON.parse((await input.store.getBytes(recordUri)).toString('utf8')) as WrittenShard;
@@ -243,6 +250,7 @@ export async function writeShard(input: {
   for (let part = plan.from.part; part < layout.parts.length && written < plan.samples; part++) {
     let position = 0;
     for await (const record of tokenRecords(input.store, layout.parts[part])) {
+      input.onProgress?.(++records);
       if (record.split !== input.split) continue;
       if (part === plan.from.part && position++ < plan.from.offset) continue;
       await writer.add({

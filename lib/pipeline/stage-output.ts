@@ -11,6 +11,12 @@ export interface StageOutput {
   stats: StageStats;
 }
 
+/**
+ * Stage manifests carry a fixed time: a retried commit (say, by an attempt that outlived its heartbeat timeout) then
+ * writes the very same bytes, so a ref handed out earlier stays valid.
+ */
+export const STAGE_EPOCH = new Date(0);
+
 export interface RunKey {
   dataset: string;
   version: string;
@@ -52,6 +58,7 @@ export async function commitStage(
           name,
           objects: out.rejected.map(({ uri, sha256, bytes }) => ({ uri, sha256, bytes })),
           meta: {},
+          createdAt: STAGE_EPOCH,
         })
       : undefined;
   const partitions = await commitManifest(store, `${folder}/manifest.json`, {
@@ -59,6 +66,7 @@ export async function commitStage(
     name,
     objects: out.kept.map(({ uri, sha256, bytes }) => ({ uri, sha256, bytes })),
     meta: { ...meta, stats: out.stats, rejected },
+    createdAt: STAGE_EPOCH,
   });
   return { partitions, partitionCount: out.kept.length, rejected, stats: out.stats };
 }

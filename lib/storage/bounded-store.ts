@@ -33,8 +33,10 @@ export class BoundedStore implements ObjectStore {
     const result = await this.inner.put(key, body, opts);
     this.touch(key);
     // One eviction pass at a time; each sees the writes that finished before it.
-    this.evicting = this.evicting.then(() => this.evict(key));
-    await this.evicting;
+    const pass = this.evicting.then(() => this.evict(key));
+    // A failed pass must not poison later writes: the next one starts fresh.
+    this.evicting = pass.catch(() => undefined);
+    await pass;
     return result;
   }
 
