@@ -1,7 +1,7 @@
 import * as os from 'node:os';
 import { Context } from '@temporalio/activity';
 import { collectBatch, planCollection, type CollectionPlanSummary } from '../lib/pipeline/collect-stage';
-import { commitDataset, datasetFolder, findCommittedDataset } from '../lib/pipeline/commit-dataset';
+import { commitDataset, findCommittedDataset, shardFolder } from '../lib/pipeline/commit-dataset';
 import { exactDedupStage } from '../lib/pipeline/exact-dedup-stage';
 import { filterStage } from '../lib/pipeline/filter-stage';
 import {
@@ -307,7 +307,7 @@ export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) 
           layout: input.layout,
           split: input.split,
           index: input.index,
-          outPrefix: datasetFolder(input.dataset, input.version),
+          outPrefix: shardFolder(input.dataset, input.version, input.digest),
           recordFolder: `${runFolder(input)}/shards`,
           onProgress: (
             (beat) => (records: number) =>

@@ -8,6 +8,18 @@ import type { DatasetSummary, PipelineProgress } from '../lib/spec/pipeline-resu
 import { TrainingSpec, trainingWorkflowId, type TrainingInput } from '../lib/spec/training';
 import type { dataPipeline, storageCheck, StorageCheckProgress, trainingRun } from '../workflows';
 
+/** Another spec's run holds this dataset version's workflow id. */
+export class PipelineAlreadyRunning extends Error {
+  readonly exitCode = 1;
+  constructor(workflowId: string, running: string, wanted: string) {
+    super(
+      `${workflowId} is already running with another spec (digest ${running}; this spec ${wanted}). ` +
+        'Wait for it, cancel it, or give this spec a new version.',
+    );
+    this.name = 'PipelineAlreadyRunning';
+  }
+}
+
 /**
  * The typed client services use. Specs are validated here too, so a caller hears of a bad field before anything
  * is started; the workflow checks again for starts that come from the UI.
@@ -46,7 +58,8 @@ export class FlywheelClient {
    */
   async startPipeline(input: PipelineInput): Promise<WorkflowHandle<typeof dataPipeline>> {
     const spec = parseSpec('dataPipeline', PipelineSpec, input);
-    return this.client.workflow.start<typeof dataPipeline>('dataPipeline', {
+    const digest = specDigest(spec);
+    const handle = await this.client.workflow.start<typeof dataPipeline>('dataPipeline', {
       args: [spec],
       taskQueue: this.workflowQueue,
       workflowId: pipelineWorkflowId(spec),
@@ -55,10 +68,16 @@ export class FlywheelClient {
       memo: {
         dataset: spec.dataset,
         version: spec.version,
+        specDigest: digest,
         sources: spec.sources.length,
         encoding: spec.tokenizer.encoding,
       },
     });
+    // USE_EXISTING attaches to a run already going under this id: make sure it is this spec's.
+    const running = (await handle.describe()).memo?.specDigest;
+    if (running !== undefined && running !== digest)
+      throw new PipelineAlreadyRunning(handle.workflowId, String(running), digest);
+    return handle;
   }
 
   async runPipeline(input: PipelineInput): Promise<DatasetSummary> {

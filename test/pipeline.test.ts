@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { FlywheelClient } from '../client/flywheel-client';
+import { FlywheelClient, PipelineAlreadyRunning } from '../client/flywheel-client';
 import { sampleCorpus } from '../lib/collect';
 import { decodeJsonlGz } from '../lib/document';
 import type { DatasetMeta } from '../lib/pipeline/commit-dataset';
@@ -250,6 +250,22 @@ describe('the dataPipeline workflow', () => {
       }
     },
   );
+
+  it('refuses to attach to a running run of another spec under the same dataset version', async () => {
+    // No worker polls this prefix, so the first run stays open.
+    const idle = new FlywheelClient(client, { taskQueuePrefix: `${config.worker.taskQueuePrefix}-idle` });
+    const first = await idle.startPipeline({ dataset: 'contended', sources: [{ type: 'sample', limit: 2 }] });
+    try {
+      const again = await idle.startPipeline({ dataset: 'contended', sources: [{ type: 'sample', limit: 2 }] });
+      assert.equal(again.workflowId, first.workflowId, 'the same spec attaches to its running run');
+      await assert.rejects(
+        idle.startPipeline({ dataset: 'contended', sources: [{ type: 'sample', limit: 3 }] }),
+        (e: unknown) => e instanceof PipelineAlreadyRunning && /already running with another spec/.test(e.message),
+      );
+    } finally {
+      await first.terminate('test over');
+    }
+  });
 
   it('a bad spec fails at once naming every bad field', async () => {
     const handle = await client.workflow.start('dataPipeline', {

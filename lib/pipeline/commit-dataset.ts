@@ -31,6 +31,14 @@ export function datasetFolder(dataset: string, version: string): string {
   return `warm://datasets/${dataset}/${version}`;
 }
 
+/**
+ * Where a run writes its shards: beside the manifest, in a folder named by the spec digest, so two specs started
+ * under the same version (one is refused at commit) can never overwrite each other's shards.
+ */
+export function shardFolder(dataset: string, version: string, digest: string): string {
+  return `${datasetFolder(dataset, version)}/shards-${digest}`;
+}
+
 export function datasetManifestUri(dataset: string, version: string): string {
   return `${datasetFolder(dataset, version)}/manifest.json`;
 }

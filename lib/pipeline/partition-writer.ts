@@ -29,7 +29,8 @@ export class PartitionWriter {
   async write(record: unknown): Promise<void> {
     const part = this.current ?? this.open();
     const line = JSON.stringify(record) + '\n';
-    if (!part.gzip.write(line)) await new Promise((r) => part.gzip.once('drain', r));
+    // A failed upload never drains: wait for whichever comes first, so its error surfaces here.
+    if (!part.gzip.write(line)) await Promise.race([new Promise((r) => part.gzip.once('drain', r)), part.done]);
     part.records += 1;
     part.rawBytes += Buffer.byteLength(line);
     this.records += 1;
