@@ -57,6 +57,8 @@ export function createTrainingActivities({ store }: { store: TieredStore }) {
         const trainer = createTrainer(
           { ...spec.trainer, schedule: { ...spec.trainer.schedule, totalSteps: spec.steps } },
           data.train,
+          // Ranks on worker threads: bitwise the same result as running them in turn, faster on several cores.
+          { rankThreads: spec.trainer.dataParallelRanks > 1 },
         );
         const checkpoints = new CheckpointManager({
           store,

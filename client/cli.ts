@@ -5,13 +5,17 @@ import { ConfigError, describeVariables, loadConfig, TASK_QUEUE_ROLES, type Task
 import { InvalidSpec } from '../lib/spec/invalid-spec';
 import type { StorageCheckInput } from '../lib/spec/storage-check';
 import type { PipelineInput } from '../lib/spec/pipeline';
+import type { TrainingInput } from '../lib/spec/training';
 import { describeDataset, followPipeline, readSpecFile, registerPipelineCommands } from './commands/pipeline';
 import { registerDedupCommand } from './commands/dedup';
 import { registerPlanCommand } from './commands/plan';
+import { describeTraining, followTraining, registerTrainCommands } from './commands/train';
 import { registerCodecServerCommand } from './commands/codec-server';
 
 /** The embedded default's main job: the data pipeline on the bundled sample corpus. */
 const MAIN_JOB_SPEC = path.join(__dirname, '..', 'examples', 'sample-pipeline.json');
+/** ...followed by a short training run on the dataset it made. */
+const MAIN_TRAINING_SPEC = path.join(__dirname, '..', 'examples', 'sample-training.json');
 
 // Commands load the SDK (and its native bridge) only when they need it, so `--help` and `config` answer at once.
 // Plain require keeps one CommonJS module graph (a dynamic import() would load a second copy through the ESM loader).
@@ -75,6 +79,11 @@ async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
     );
     const pipeline = await followPipeline(client, handle, (line) => log(opts, line));
     for (const line of describeDataset(pipeline)) log(opts, line);
+    const trainingSpec = readSpecFile(MAIN_TRAINING_SPEC) as TrainingInput;
+    const trainingHandle = await client.startTraining({ ...trainingSpec, dataset: pipeline.manifest.uri });
+    log(opts, `Training: workflow ${trainingHandle.workflowId} on ${pipeline.manifest.uri}`);
+    const trained = await followTraining(trainingHandle, (line) => log(opts, line));
+    for (const line of describeTraining(trained)) log(opts, line);
     record = {
       job: 'dataPipeline',
       workflowId: handle.workflowId,
@@ -82,6 +91,16 @@ async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
       metricsUrl,
       tiers: config.tiers,
       pipeline,
+      training: {
+        workflowId: trainingHandle.workflowId,
+        steps: trained.step,
+        firstLoss: trained.firstLoss,
+        lastLoss: trained.loss,
+        valLoss: trained.valLoss,
+        perplexity: trained.perplexity,
+        checkpoints: trained.checkpoints,
+        weightsSha256: trained.weightsSha256,
+      },
     };
   } catch (err) {
     failure = err;
@@ -204,6 +223,14 @@ export function buildCli(): Command {
   registerDedupCommand(program);
   registerPlanCommand(program);
   registerCodecServerCommand(program);
+
+  registerTrainCommands(program, {
+    connect: async () => {
+      const config = loadConfig();
+      const [{ connectClient }, { FlywheelClient }] = await Promise.all([connection(), flywheelClient()]);
+      return new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
+    },
+  });
 
   registerPipelineCommands(program, {
     connect: async () => {

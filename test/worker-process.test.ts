@@ -117,6 +117,9 @@ describe('worker and embedded processes', () => {
       assert.equal(record.ok, true);
       assert.equal(record.temporal.startedHere, false);
       assert.equal(record.job, 'dataPipeline');
+      assert.equal(record.training.steps, 100);
+      assert.ok(record.training.lastLoss < record.training.firstLoss, 'the loss goes down');
+      assert.ok(Number.isFinite(record.training.valLoss));
       assert.equal(record.pipeline.dataset, 'sample');
       assert.ok(record.pipeline.documents > 0 && record.pipeline.tokens > record.pipeline.documents);
       assert.match(record.pipeline.manifest.uri, /^warm:\/\/datasets\/sample\/v1\/manifest\.json$/);
