@@ -3,6 +3,7 @@ import { StorageError } from '../lib/storage/errors';
 import { InvalidSpec } from '../lib/spec/invalid-spec';
 import { CollectError } from '../lib/collect/errors';
 import { DatasetVersionExists } from '../lib/pipeline/commit-dataset';
+import { CheckpointMismatch, DatasetTooSmall, MalformedShard, MalformedTrainerState } from '../lib/train/errors';
 
 /**
  * Maps domain errors to Temporal failures: transient ones are retried by the activity's retry policy,
@@ -27,6 +28,15 @@ export function toActivityFailure(err: unknown): unknown {
       details: [{ location: err.location }],
       cause: err,
     });
+  }
+  if (
+    err instanceof DatasetTooSmall ||
+    err instanceof CheckpointMismatch ||
+    err instanceof MalformedTrainerState ||
+    err instanceof MalformedShard
+  ) {
+    // Retrying cannot change the data or the checkpoint: fail the run with the reason.
+    return ApplicationFailure.create({ message: err.message, type: err.name, nonRetryable: true, cause: err });
   }
   if (err instanceof DatasetVersionExists) {
     return ApplicationFailure.create({ message: err.message, type: err.type, nonRetryable: true });

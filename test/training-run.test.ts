@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { FlywheelClient } from '../client/flywheel-client';
 import type { TrainingInput, TrainingProgress } from '../lib/spec/training';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
@@ -87,6 +88,40 @@ describe('the trainingRun workflow', () => {
       await trainRunning;
     }
   });
+
+  it(
+    'bad batch numbers and a dataset too small fail at once, non-retryably, with the reason',
+    { timeout: 120_000 },
+    async () => {
+      const trainWorkers = await createWorkers(config, { roles: ['train'] });
+      const trainRunning = trainWorkers.run();
+      try {
+        const failure = async (input: TrainingInput) => {
+          const err = await flywheel.runTraining(input).then(
+            () => assert.fail('must fail'),
+            (e: unknown) => e,
+          );
+          assert.ok(err instanceof WorkflowFailedError);
+          const cause = err.cause?.cause instanceof ApplicationFailure ? err.cause.cause : err.cause;
+          assert.ok(cause instanceof ApplicationFailure);
+          assert.equal(cause.nonRetryable, true);
+          return cause;
+        };
+        const base = spec('x').trainer!;
+        const batch = await failure({
+          ...spec('bad-batch'),
+          trainer: { ...base, batch: { trainBatchSize: 10, microBatchSizePerGpu: 3, gradientAccumulationSteps: 1 } },
+        });
+        assert.equal(batch.type, 'InvalidSpec');
+        assert.match(batch.message, /train_batch_size is not equal to/);
+        const small = await failure({ ...spec('too-small'), trainer: { ...base, sequenceTokens: 1_000_000 } });
+        assert.equal(small.type, 'DatasetTooSmall');
+      } finally {
+        await trainWorkers.shutdown();
+        await trainRunning;
+      }
+    },
+  );
 
   it(
     'survives SIGKILL of the worker twice mid-segment and ends with byte-identical weights',
