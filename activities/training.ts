@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import {
   CheckpointManager,
@@ -9,7 +8,7 @@ import {
   type RetentionPolicy,
 } from '../lib/checkpoint';
 import type { SegmentSummary, TrainingSpec } from '../lib/spec/training';
-import { readManifest, type TieredStore } from '../lib/storage';
+import { openVerified, readAll, readManifest, sha256Hex, type TieredStore } from '../lib/storage';
 import type { DatasetMeta } from '../lib/pipeline/commit-dataset';
 import { createTrainer, tokensFromShards } from '../lib/train';
 import { withFailureMapping } from './failures';
@@ -21,7 +20,7 @@ function policiesOf(spec: TrainingSpec): RetentionPolicy[] {
   return policies;
 }
 
-/** The token streams of a dataset's splits, each shard verified against the manifest as it is read. */
+/** The token streams of a dataset's splits, each shard verified against the manifest as it streams in. */
 async function datasetTokens(
   store: TieredStore,
   uri: string,
@@ -32,10 +31,7 @@ async function datasetTokens(
     const buffers: Buffer[] = [];
     for (const shard of meta.splits[split].shards) {
       const entry = manifest.objects.find((o) => o.uri === shard.uri)!;
-      const bytes = await store.getBytes(entry.uri);
-      const sha = createHash('sha256').update(bytes).digest('hex');
-      if (sha !== entry.sha256) throw new Error(`shard ${entry.uri} does not match its manifest (sha256 ${sha})`);
-      buffers.push(bytes);
+      buffers.push(await readAll(await openVerified(store, entry)));
     }
     return tokensFromShards(buffers);
   };
@@ -116,7 +112,7 @@ export function createTrainingActivities({ store }: { store: TieredStore }) {
             tokensPerSecond: last.tokensPerSecond,
             resumedFrom,
             checkpoints: saved,
-            weightsSha256: createHash('sha256').update(weights).digest('hex'),
+            weightsSha256: sha256Hex(weights),
             firstLoss: resumedFrom === 0 ? firstLoss : undefined,
           };
         } finally {

@@ -77,7 +77,7 @@ async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
       opts,
       `Main job: data pipeline ${handle.workflowId} on the bundled sample corpus (${path.relative(process.cwd(), MAIN_JOB_SPEC)})`,
     );
-    const pipeline = await followPipeline(client, handle, (line) => log(opts, line));
+    const pipeline = await followPipeline(handle, (line) => log(opts, line));
     for (const line of describeDataset(pipeline)) log(opts, line);
     const trainingSpec = readSpecFile(MAIN_TRAINING_SPEC) as TrainingInput;
     const trainingHandle = await client.startTraining({ ...trainingSpec, dataset: pipeline.manifest.uri });

@@ -13,7 +13,7 @@ import {
   type CheckpointWarning,
 } from '../lib/checkpoint';
 import { createS3Client, FsStore, S3Store, TieredStore } from '../lib/storage';
-import { startS3Server, type TestS3Server } from './support/s3-server';
+import { s3ClientOptions, startS3Server, type TestS3Server } from './support/s3-server';
 
 let server: TestS3Server;
 let client: S3Client;
@@ -22,14 +22,7 @@ let runs = 0;
 
 before(async () => {
   server = await startS3Server();
-  client = createS3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    checksums: server.checksums,
-    maxAttempts: 2,
-  });
+  client = createS3Client(s3ClientOptions(server));
 });
 after(async () => {
   client?.destroy();

@@ -14,7 +14,7 @@ import {
   type SourceSpecInput,
 } from '../lib/collect';
 import { S3Store, createS3Client } from '../lib/storage';
-import { startS3Server, type TestS3Server } from './support/s3-server';
+import { s3ClientOptions, startS3Server, type TestS3Server } from './support/s3-server';
 
 let server: TestS3Server;
 let client: S3Client;
@@ -23,14 +23,7 @@ let ctx: CollectContext;
 
 before(async () => {
   server = await startS3Server();
-  client = createS3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    checksums: server.checksums,
-    maxAttempts: 2,
-  });
+  client = createS3Client(s3ClientOptions(server));
   bucket = `flywheel-collect-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   const store = new S3Store({ bucket, client });
   await store.ensureBucket();

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { createS3Client, S3Store } from '../lib/storage';
-import { startS3Server, type TestS3Server } from './support/s3-server';
+import { s3ClientOptions, startS3Server, type TestS3Server } from './support/s3-server';
 
 /**
  * The AWS SDK's default request checksums against the test server: CRC32 headers on buffered uploads and
@@ -18,14 +18,7 @@ describe('S3 request checksums with the SDK defaults', () => {
 
   before(async () => {
     server = await startS3Server();
-    const client = createS3Client({
-      endpoint: server.endpoint,
-      region: server.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-      checksums: server.checksums,
-      maxAttempts: 2,
-    });
+    const client = createS3Client(s3ClientOptions(server));
     store = new S3Store({ bucket, client });
     await store.ensureBucket();
   });

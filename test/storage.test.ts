@@ -27,9 +27,8 @@ import {
   TransientStorageError,
   verifyManifest,
   type ObjectStore,
-  type S3ClientOptions,
 } from '../lib/storage';
-import { startS3Server, type TestS3Server } from './support/s3-server';
+import { s3ClientOptions, startS3Server, type TestS3Server } from './support/s3-server';
 
 const MiB = 1024 * 1024;
 
@@ -415,23 +414,11 @@ after(async () => {
 });
 const runId = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 
-function clientOptions(server: TestS3Server, overrides: Partial<S3ClientOptions> = {}): S3ClientOptions {
-  return {
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    checksums: server.checksums,
-    maxAttempts: 2,
-    ...overrides,
-  };
-}
-
 async function freshBucket(server: TestS3Server, name: string): Promise<S3Store> {
   const store = new S3Store({
     bucket: `flywheel-${name}-${runId}`,
     prefix: 'run/contract',
-    client: createS3Client(clientOptions(server)),
+    client: createS3Client(s3ClientOptions(server)),
   });
   await store.ensureBucket();
   return store;
@@ -481,7 +468,7 @@ describe('S3Store specifics', () => {
 
   it('confines a store to its prefix', async () => {
     const server = await s3Server();
-    const client = createS3Client(clientOptions(server));
+    const client = createS3Client(s3ClientOptions(server));
     const bucket = `flywheel-prefix-${runId}`;
     const left = new S3Store({ bucket, prefix: 'left', client });
     const right = new S3Store({ bucket, prefix: 'right/', client });
@@ -501,7 +488,7 @@ describe('S3Store specifics', () => {
     const good = await freshBucket(server, 'creds');
     await good.put('object', 'data');
     const client = createS3Client(
-      clientOptions(server, { credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 }),
+      s3ClientOptions(server, { credentials: { accessKeyId, secretAccessKey }, maxAttempts: 1 }),
     );
     return new S3Store({ bucket: good.bucket, prefix: good.prefix, client });
   }
@@ -535,7 +522,7 @@ describe('S3Store specifics', () => {
       });
     });
     const server = await s3Server();
-    const client = createS3Client(clientOptions(server, { endpoint: `http://127.0.0.1:${port}`, maxAttempts: 1 }));
+    const client = createS3Client(s3ClientOptions(server, { endpoint: `http://127.0.0.1:${port}`, maxAttempts: 1 }));
     const store = new S3Store({ bucket: 'unreachable', client });
     const started = Date.now();
     const err = await rejectsWith(store.head('x'), StoreUnreachable);

@@ -4,6 +4,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { loadConfig } from '../../lib/config';
 import type { DatasetSummary, PipelineProgress } from '../../lib/spec/pipeline-results';
 import type { FlywheelClient } from '../flywheel-client';
+import { followWorkflow } from './follow';
 
 /** Reads a spec file, with an error that names the file and what is wrong with it. */
 export function readSpecFile(file: string): unknown {
@@ -25,26 +26,9 @@ function describeProgress(p: PipelineProgress): string {
   return `[pipeline] ${p.stage}${counts}${p.documents ? `, ${p.documents} documents collected` : ''}`;
 }
 
-/** Waits for a pipeline run, printing a line whenever its progress query answers something new. */
-export async function followPipeline(
-  flywheel: FlywheelClient,
-  handle: WorkflowHandle,
-  print: (line: string) => void,
-): Promise<DatasetSummary> {
-  let last = '';
-  let finished = false;
-  const result = (handle.result() as Promise<DatasetSummary>).finally(() => (finished = true));
-  while (!finished) {
-    try {
-      const line = describeProgress(await flywheel.pipelineProgress(handle.workflowId));
-      if (line !== last) print(line);
-      last = line;
-    } catch {
-      // The first workflow task may not have run yet: nothing to show.
-    }
-    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
-  }
-  return result;
+/** Waits for a pipeline run, printing its stage whenever it changes. */
+export function followPipeline(handle: WorkflowHandle, print: (line: string) => void): Promise<DatasetSummary> {
+  return followWorkflow<DatasetSummary, PipelineProgress>(handle, describeProgress, print);
 }
 
 export function describeDataset(s: DatasetSummary): string[] {
@@ -85,7 +69,7 @@ export function registerPipelineCommands(program: Command, deps: { connect: () =
         if (opts.json) console.log(JSON.stringify({ workflowId: handle.workflowId }));
         return;
       }
-      const summary = await followPipeline(flywheel, handle, (line) => console.error(line));
+      const summary = await followPipeline(handle, (line) => console.error(line));
       if (opts.json) console.log(JSON.stringify(summary));
       else for (const line of describeDataset(summary)) console.log(line);
     });

@@ -3,30 +3,22 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { loadConfig } from '../../lib/config';
 import type { SegmentSummary, TrainingInput, TrainingProgress } from '../../lib/spec/training';
 import type { FlywheelClient } from '../flywheel-client';
+import { followWorkflow } from './follow';
 import { readSpecFile } from './pipeline';
 
 export type TrainingResult = SegmentSummary & { segments: number };
 
-/** Waits for a training run, printing step and loss whenever its progress query answers something new. */
-export async function followTraining(handle: WorkflowHandle, print: (line: string) => void): Promise<TrainingResult> {
-  let last = '';
-  let finished = false;
-  const result = (handle.result() as Promise<TrainingResult>).finally(() => (finished = true));
-  while (!finished) {
-    try {
-      const p = (await handle.query('progress')) as TrainingProgress;
-      const line =
-        `[train] step ${p.step}/${p.steps}` +
-        (p.loss !== undefined ? `, loss ${p.loss.toFixed(3)}` : '') +
-        (p.valLoss !== undefined ? `, validation loss ${p.valLoss.toFixed(3)}` : '');
-      if (line !== last) print(line);
-      last = line;
-    } catch {
-      // The first workflow task may not have run yet.
-    }
-    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
-  }
-  return result;
+function describeProgress(p: TrainingProgress): string {
+  return (
+    `[train] step ${p.step}/${p.steps}` +
+    (p.loss !== undefined ? `, loss ${p.loss.toFixed(3)}` : '') +
+    (p.valLoss !== undefined ? `, validation loss ${p.valLoss.toFixed(3)}` : '')
+  );
+}
+
+/** Waits for a training run, printing step and loss whenever they change. */
+export function followTraining(handle: WorkflowHandle, print: (line: string) => void): Promise<TrainingResult> {
+  return followWorkflow<TrainingResult, TrainingProgress>(handle, describeProgress, print);
 }
 
 export function describeTraining(r: TrainingResult): string[] {

@@ -41,10 +41,17 @@ export interface TokenPartitionSummary {
   splits: Record<Split, { documents: number; tokens: number }>;
 }
 
+const factsByEncoding = new Map<TokenizerEncoding, { dtype: TokenDtype; eot: number; vocabSize: number }>();
+
+/** dtype, end-of-text id and vocabulary size of an encoding; loading its BPE ranks once per process is enough. */
 export function tokenizerFacts(encoding: TokenizerEncoding): { dtype: TokenDtype; eot: number; vocabSize: number } {
-  const t = new DocumentTokenizer(encoding);
-  const facts = { dtype: tokenDtypeFor(t.vocabSize), eot: t.eot, vocabSize: t.vocabSize };
-  t.free();
+  let facts = factsByEncoding.get(encoding);
+  if (!facts) {
+    const t = new DocumentTokenizer(encoding);
+    facts = { dtype: tokenDtypeFor(t.vocabSize), eot: t.eot, vocabSize: t.vocabSize };
+    t.free();
+    factsByEncoding.set(encoding, facts);
+  }
   return facts;
 }
 

@@ -1,7 +1,6 @@
 import { decodeNpy } from '../webdataset/npy';
+import { tarEntries } from '../webdataset/tar';
 import { MalformedShard } from './errors';
-
-const BLOCK = 512;
 
 /**
  * The token stream of WebDataset shards: every `<key>.tokens.npy` entry, in tar order, shard after shard (the
@@ -10,17 +9,12 @@ const BLOCK = 512;
 export function tokensFromShards(shards: readonly Buffer[]): Uint32Array {
   const parts: Uint32Array[] = [];
   for (const [index, tar] of shards.entries()) {
-    for (let at = 0; at + BLOCK <= tar.length;) {
-      const header = tar.subarray(at, at + BLOCK);
-      if (header.every((b) => b === 0)) break;
-      const name = header.toString('latin1', 0, 100).replace(/\0.*$/s, '');
-      const prefix = header.toString('latin1', 345, 500).replace(/\0.*$/s, '');
-      const size = parseInt(header.toString('latin1', 124, 136).replace(/\0.*$/s, '').trim() || '0', 8);
-      if (!Number.isFinite(size) || at + BLOCK + size > tar.length)
-        throw new MalformedShard(`shard ${index}: tar entry ${name || '(unnamed)'} at byte ${at} is truncated`);
-      const path = prefix ? `${prefix}/${name}` : name;
-      if (path.endsWith('.tokens.npy')) parts.push(decodeNpy(tar.subarray(at + BLOCK, at + BLOCK + size)).values);
-      at += BLOCK + Math.ceil(size / BLOCK) * BLOCK;
+    try {
+      for (const entry of tarEntries(tar)) {
+        if (entry.name.endsWith('.tokens.npy')) parts.push(decodeNpy(entry.data).values);
+      }
+    } catch (err) {
+      throw new MalformedShard(`shard ${index}: ${(err as Error).message}`);
     }
   }
   const out = new Uint32Array(parts.reduce((n, p) => n + p.length, 0));

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import type { S3ClientOptions } from '../../lib/storage';
 
 export interface TestS3Server {
   kind: 's3proxy' | 's3rver';
@@ -217,5 +218,18 @@ async function startS3rver(): Promise<TestS3Server> {
       await server.close();
       rmSync(directory, { recursive: true, force: true });
     },
+  };
+}
+
+/** Client settings for a test server: path style, its keys and checksum mode, few attempts. */
+export function s3ClientOptions(server: TestS3Server, overrides: Partial<S3ClientOptions> = {}): S3ClientOptions {
+  return {
+    endpoint: server.endpoint,
+    region: server.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    checksums: server.checksums,
+    maxAttempts: 2,
+    ...overrides,
   };
 }
