@@ -4,6 +4,7 @@ import type { DatasetSummary, PipelineProgress } from '../spec/pipeline-results'
 import type { TokenDtype } from '../webdataset/npy';
 import type { WrittenShard } from '../webdataset/shard-writer';
 import type { Split } from '../webdataset/split';
+import { STAGE_EPOCH } from './stage-output';
 
 /** Everything the tokenize and shard steps produced, as the commit needs it. */
 export interface ShardedDataset {
@@ -110,8 +111,7 @@ export async function commitDataset(
     name: `${input.dataset}/${input.version}`,
     objects: shards.map(({ uri, sha256, bytes }) => ({ uri, sha256, bytes })),
     meta: meta as unknown as Record<string, unknown>,
-    // Fixed, so a repeated commit writes identical bytes (see STAGE_EPOCH).
-    createdAt: new Date(0),
+    createdAt: STAGE_EPOCH,
   });
   return summaryOf(ref, meta, false);
 }

@@ -46,7 +46,7 @@ import {
   type Manifest,
 } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
-import { commitStage, runFolder, type StageOutput } from './stage-output';
+import { commitStage, runFolder, STAGE_EPOCH, type StageOutput } from './stage-output';
 import { stageWriters, type PartitionLimits } from './stage-io';
 
 /**
@@ -133,7 +133,6 @@ interface StageBase {
 
 const pad = (n: number, width = 6) => String(n).padStart(width, '0');
 const bandFile = (band: number) => `band-${pad(band, 3)}.bin`;
-const EPOCH = new Date(0);
 const SIGN_CHUNK_BYTES = 1 << 20;
 const READ_CONCURRENCY = 8;
 
@@ -337,7 +336,7 @@ export async function signNearDedupUnit(
     name: unitFolder,
     objects,
     meta: { documents: part.count, eligible: runs[0]?.docs.length ?? 0 },
-    createdAt: EPOCH,
+    createdAt: STAGE_EPOCH,
   });
   return { documents: part.count };
 }
@@ -565,7 +564,7 @@ export async function joinNearDedupBands(
         name: `${folder}/edges/${band}`,
         objects: [ref],
         meta: { ...counts, band, edges: edges.count },
-        createdAt: EPOCH,
+        createdAt: STAGE_EPOCH,
       });
     }
     total.candidates += counts.candidates;
@@ -694,7 +693,7 @@ export async function clusterNearDuplicates(
     name: `${folder}/clusters`,
     objects,
     meta: meta as unknown as Record<string, unknown>,
-    createdAt: EPOCH,
+    createdAt: STAGE_EPOCH,
   });
   return { clusters: ref, documents: meta.documents, removed: meta.removed };
 }
@@ -822,7 +821,7 @@ export async function commitNearDedup(
       exactField: null,
       documents: stats.kept,
     } satisfies SignatureIndexMeta as unknown as Record<string, unknown>,
-    createdAt: EPOCH,
+    createdAt: STAGE_EPOCH,
   });
   const clusters = (await readManifest(store, input.clusters)).meta as unknown as ClustersMeta;
   const near: NearDedupFacts = {

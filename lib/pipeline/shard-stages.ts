@@ -16,6 +16,7 @@ import { ShardWriter, tarEntryBytes, type WrittenShard } from '../webdataset/sha
 import { splitFor, type Split } from '../webdataset/split';
 import { PartitionWriter } from './partition-writer';
 import type { ShardedDataset } from './commit-dataset';
+import { STAGE_EPOCH } from './stage-output';
 
 /**
  * Tokenizing and sharding in three fanned-out steps, each idempotent and small enough to retry whole:
@@ -138,7 +139,7 @@ export async function tokenizePartition(input: {
     name: input.outPrefix,
     objects,
     meta: { summary },
-    createdAt: new Date(0),
+    createdAt: STAGE_EPOCH,
   });
   return { ...summary, ref };
 }
