@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { constants as fsConstants, createWriteStream, type Dirent } from 'node:fs';
-import { copyFile, lstat, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -18,7 +18,6 @@ import {
   compareKeys,
   guardBody,
   listEveryPage,
-  readAll,
   validateKey,
   validateListLimit,
   validatePrefix,
@@ -55,6 +54,7 @@ export class FsStore implements ObjectStore {
     const target = this.pathOf(key);
     const temp = join(dirname(target), `.${basename(target)}.${randomUUID()}${TEMP_SUFFIX}`);
     const uri = this.uri(key);
+    if (Buffer.isBuffer(body) || typeof body === 'string') return this.putBytes(key, target, temp, uri, body);
     const source = guardBody(body);
     const hasher = new HashingStream();
     try {
@@ -68,6 +68,27 @@ export class FsStore implements ObjectStore {
       throw mapFsError(err, uri, 'write');
     }
     return { key, bytes: hasher.bytes, sha256: hasher.sha256 };
+  }
+
+  /** Bytes already in memory: one hash, one write, no stream (checkpoints and manifests take this path). */
+  private async putBytes(key: string, target: string, temp: string, uri: string, body: Buffer | string) {
+    const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    try {
+      await mkdir(dirname(target), { recursive: true });
+      const handle = await open(temp, 'wx');
+      try {
+        await handle.writeFile(bytes);
+        await handle.sync(); // before the rename publishes it, as the streaming path does
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, target);
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      throw mapFsError(err, uri, 'write');
+    }
+    return { key, bytes: bytes.length, sha256 };
   }
 
   async get(key: string, opts: GetOptions = {}): Promise<Readable> {
@@ -90,16 +111,17 @@ export class FsStore implements ObjectStore {
         await handle.close();
         throw err;
       }
-      return handle.createReadStream({ start: opts.range?.start, end: opts.range?.end });
+      // 1 MiB reads: a tenth of the syscalls and chunks of the 64 KiB default, for the multi-MB objects stored here.
+      return handle.createReadStream({ start: opts.range?.start, end: opts.range?.end, highWaterMark: 1 << 20 });
     } catch (err) {
       throw mapFsError(err, uri, 'read');
     }
   }
 
   async getBytes(key: string): Promise<Buffer> {
-    const stream = await this.get(key);
     try {
-      return await readAll(stream);
+      // One read into one buffer of the file's size, rather than chunks joined afterwards.
+      return await readFile(this.pathOf(key));
     } catch (err) {
       throw mapFsError(err, this.uri(key), 'read');
     }

@@ -43,6 +43,11 @@ import {
 
 export const MULTIPART_PART_BYTES = 8 * 1024 * 1024;
 const MULTIPART_QUEUE_SIZE = 2; // bounds memory to ~(queue + 1) parts per upload
+/**
+ * Bytes already in memory go up in one PutObject up to this size: splitting them into parts costs round trips and
+ * saves no memory. Larger ones (and every stream) go up in parts.
+ */
+export const SINGLE_PUT_MAX_BYTES = 64 * 1024 * 1024;
 const MAX_COPY_OBJECT_BYTES = 5 * 1024 * 1024 * 1024; // CopyObject's limit; larger objects are streamed
 const SHA256_METADATA = 'sha256';
 
@@ -139,7 +144,7 @@ export class S3Store implements ObjectStore {
     const fullKey = this.keyOf(key);
     const uri = this.uri(key);
     const known = Buffer.isBuffer(body) ? body : typeof body === 'string' ? Buffer.from(body) : undefined;
-    if (known !== undefined && known.length <= MULTIPART_PART_BYTES) {
+    if (known !== undefined && known.length <= SINGLE_PUT_MAX_BYTES) {
       const sha256 = sha256Hex(known);
       try {
         await this.client.send(
