@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { StorageError } from '../lib/storage/errors';
 import { InvalidSpec } from '../lib/spec/invalid-spec';
 import { CollectError } from '../lib/collect/errors';
+import { RegistryError } from '../lib/registry/errors';
 import { DatasetVersionExists } from '../lib/pipeline/commit-dataset';
 import { CheckpointMismatch, DatasetTooSmall, MalformedShard, MalformedTrainerState } from '../lib/train/errors';
 
@@ -37,6 +38,14 @@ export function toActivityFailure(err: unknown): unknown {
   ) {
     // Retrying cannot change the data or the checkpoint: fail the run with the reason.
     return ApplicationFailure.create({ message: err.message, type: err.name, nonRetryable: true, cause: err });
+  }
+  if (err instanceof RegistryError) {
+    return ApplicationFailure.create({
+      message: err.message,
+      type: err.type,
+      nonRetryable: err.nonRetryable,
+      cause: err,
+    });
   }
   if (err instanceof DatasetVersionExists) {
     return ApplicationFailure.create({ message: err.message, type: err.type, nonRetryable: true });

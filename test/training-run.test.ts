@@ -3,7 +3,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { CheckpointManager, keepLastN } from '../lib/checkpoint';
+import { ModelRegistry } from '../lib/registry';
+import { tieredStoreFromConfig } from '../lib/storage';
 import { FlywheelClient } from '../client/flywheel-client';
 import type { TrainingInput, TrainingProgress } from '../lib/spec/training';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
@@ -20,6 +23,7 @@ describe('the trainingRun workflow', () => {
   let flywheel: FlywheelClient;
   let dataset: string;
 
+  const registry = () => new ModelRegistry(tieredStoreFromConfig(config));
   const spec = (run: string): TrainingInput => ({
     run,
     dataset,
@@ -78,16 +82,131 @@ describe('the trainingRun workflow', () => {
     const trainWorkers = await createWorkers(config, { roles: ['train'] });
     const trainRunning = trainWorkers.run();
     try {
-      const result = await flywheel.runTraining(spec('plain'));
+      const result = await flywheel.runTraining({ ...spec('plain'), evalEvery: 10 });
       assert.equal(result.step, 60);
       assert.equal(result.segments, 3);
       assert.ok(result.firstLoss! > result.loss, `loss ${result.firstLoss} → ${result.loss}`);
       assert.ok(Number.isFinite(result.valLoss));
+      assert.deepEqual(
+        result.evaluations.map((e) => e.step),
+        [10, 20, 30, 40, 50, 60],
+      );
+      assert.ok(result.evaluations.every((e) => Math.abs(e.perplexity - Math.exp(e.valLoss)) < 1e-6 * e.perplexity));
+      assert.equal(result.valLoss, result.evaluations.at(-1)!.valLoss);
+      assert.deepEqual(result.checkpoints, [10, 20, 30, 40, 50, 60]);
+      assert.equal(result.stoppedEarly, false);
+      assert.deepEqual(result.model, { name: 'plain', version: 'v1' });
+      const registered = await registry().get('plain', 'v1');
+      assert.equal(registered.step, 60);
+      assert.equal(registered.weightsSha256, result.weightsSha256);
+      assert.equal(registered.dataset, dataset);
+      assert.equal(registered.metrics.valLoss, result.valLoss);
+
+      // Fine-tuning from the registered model starts where it ended: its first loss is the base's last, not 7+.
+      const tuned = await flywheel.runTraining({
+        ...spec('tuned'),
+        model: 'plain',
+        init: { model: 'plain' },
+        steps: 20,
+      });
+      assert.deepEqual(tuned.model, { name: 'plain', version: 'v2' });
+      assert.ok(
+        tuned.firstLoss! < result.firstLoss! - 0.5,
+        `tuned first loss ${tuned.firstLoss} vs ${result.firstLoss}`,
+      );
+      assert.deepEqual((await registry().get('plain', 'v2')).parent, { model: 'plain', version: 'v1' });
     } finally {
       await trainWorkers.shutdown();
       await trainRunning;
     }
   });
+
+  it('stops early when validation loss stops improving, and continues as new', { timeout: 180_000 }, async () => {
+    const trainWorkers = await createWorkers(config, { roles: ['train'] });
+    const trainRunning = trainWorkers.run();
+    try {
+      // No drop of 100 nats ever counts as improvement: patience 2 stops after the third evaluation.
+      const stopped = await flywheel.runTraining({
+        ...spec('early'),
+        evalEvery: 10,
+        earlyStopping: { patience: 2, minDelta: 100 },
+        register: false,
+      });
+      assert.equal(stopped.stoppedEarly, true);
+      assert.equal(stopped.step, 30);
+      assert.equal(stopped.evaluations.length, 3);
+      assert.equal(stopped.model, undefined);
+
+      const handle = await flywheel.startTraining({ ...spec('renewed'), segmentsPerExecution: 1, register: false });
+      const renewed = await handle.result();
+      assert.equal(renewed.step, 60);
+      assert.equal(renewed.segments, 3);
+      assert.deepEqual(renewed.checkpoints, [10, 20, 30, 40, 50, 60]);
+      const first = await client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId).fetchHistory();
+      assert.ok(
+        first.events?.some((e) => e.workflowExecutionContinuedAsNewEventAttributes),
+        'the first execution continued as new',
+      );
+    } finally {
+      await trainWorkers.shutdown();
+      await trainRunning;
+    }
+  });
+
+  it(
+    'pauses at a segment boundary, resumes, and a cancel leaves a committed checkpoint',
+    { timeout: 180_000 },
+    async () => {
+      const trainWorkers = await createWorkers(config, { roles: ['train'] });
+      const trainRunning = trainWorkers.run();
+      try {
+        const paused = await flywheel.startTraining({ ...spec('paused'), register: false });
+        await paused.signal('pause');
+        let progress: TrainingProgress;
+        for (;;) {
+          progress = await paused.query<TrainingProgress>('progress');
+          if (progress.stage === 'paused') break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(progress.step % 20 === 0 && progress.step < 60, `paused at segment end, step ${progress.step}`);
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.equal(
+          (await paused.query<TrainingProgress>('progress')).step,
+          progress.step,
+          'no training while paused',
+        );
+        await paused.signal('resume');
+        assert.equal((await paused.result()).step, 60);
+
+        const cancelled = await flywheel.startTraining({ ...spec('cancelled'), steps: 100_000, segmentSteps: 100_000 });
+        for (;;) {
+          const described = await cancelled.describe();
+          const details = described.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0]?.data;
+          const step = details ? (JSON.parse(Buffer.from(details).toString()) as { step: number }).step : 0;
+          if (step >= 13) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        await cancelled.cancel();
+        const err = await cancelled.result().then(
+          () => assert.fail('a cancelled run must not complete'),
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure, String(err));
+        const checkpoints = new CheckpointManager({
+          store: tieredStoreFromConfig(config),
+          runPrefix: 'runs/cancelled/checkpoints',
+          policy: [keepLastN(2)],
+        });
+        const latest = await checkpoints.restoreLatest();
+        assert.equal(latest.step % 10, 0, `stopped at a checkpoint step, got ${latest.step}`);
+        assert.ok(latest.step >= 20, `the checkpoint after the cancel is there, got ${latest.step}`);
+        assert.deepEqual(latest.skipped, []);
+      } finally {
+        await trainWorkers.shutdown();
+        await trainRunning;
+      }
+    },
+  );
 
   it(
     'bad batch numbers and a dataset too small fail at once, non-retryably, with the reason',

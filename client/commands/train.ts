@@ -1,16 +1,16 @@
 import type { Command } from 'commander';
 import type { WorkflowHandle } from '@temporalio/client';
 import { loadConfig } from '../../lib/config';
-import type { SegmentSummary, TrainingInput, TrainingProgress } from '../../lib/spec/training';
+import type { TrainingInput, TrainingProgress, TrainingResult } from '../../lib/spec/training';
 import type { FlywheelClient } from '../flywheel-client';
 import { followWorkflow } from './follow';
 import { readSpecFile } from './pipeline';
 
-export type TrainingResult = SegmentSummary & { segments: number };
+export type { TrainingResult };
 
 function describeProgress(p: TrainingProgress): string {
   return (
-    `[train] step ${p.step}/${p.steps}` +
+    `[train] ${p.stage === 'paused' ? 'paused at ' : ''}step ${p.step}/${p.steps}` +
     (p.loss !== undefined ? `, loss ${p.loss.toFixed(3)}` : '') +
     (p.valLoss !== undefined ? `, validation loss ${p.valLoss.toFixed(3)}` : '')
   );
@@ -25,7 +25,9 @@ export function describeTraining(r: TrainingResult): string[] {
   return [
     `trained ${r.step} steps in ${r.segments} segments: loss ${r.firstLoss?.toFixed(3) ?? '?'} → ${r.loss.toFixed(3)}, ` +
       `validation loss ${r.valLoss.toFixed(3)} (perplexity ${r.perplexity.toFixed(1)})`,
-    `checkpoints of the last segment: steps ${r.checkpoints.join(', ')}; weights sha256 ${r.weightsSha256.slice(0, 16)}…`,
+    `checkpoints written at steps ${r.checkpoints.join(', ')}; weights sha256 ${r.weightsSha256.slice(0, 16)}…`,
+    ...(r.stoppedEarly ? [`stopped early at step ${r.step}: validation loss stopped improving`] : []),
+    ...(r.model ? [`registered model ${r.model.name} ${r.model.version}`] : []),
   ];
 }
 
@@ -52,4 +54,20 @@ export function registerTrainCommands(program: Command, deps: { connect: () => P
       if (opts.json) console.log(JSON.stringify(result));
       else for (const line of describeTraining(result)) console.log(line);
     });
+  const control = (name: string, description: string, act: (handle: WorkflowHandle) => Promise<void>) =>
+    train
+      .command(`${name} <run>`)
+      .description(description)
+      .action(async (run: string) => {
+        loadConfig();
+        const flywheel = await deps.connect();
+        const handle = flywheel.client.workflow.getHandle(`train-${run}`);
+        await act(handle);
+        console.log(`${name}: train-${run}`);
+      });
+  control('pause', 'pause a run at the end of its current segment (a checkpoint)', (h) => h.signal('pause'));
+  control('resume', 'resume a paused run', (h) => h.signal('resume'));
+  control('cancel', 'cancel a run; it stops at its next checkpoint and leaves it committed', async (h) => {
+    await h.cancel();
+  });
 }

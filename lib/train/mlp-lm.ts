@@ -1,4 +1,5 @@
 import type { Xorshift128 } from './rng';
+import type { Vocabulary } from './vocabulary';
 
 /** A Bengio-style neural language model: the previous `contextTokens` rows embedded, one tanh layer, a softmax. */
 export interface MlpShape {
@@ -57,6 +58,45 @@ export function initializeMlp(shape: MlpShape, rng: Xorshift128): Float32Array {
   fill(l.hiddenWeight, l.hiddenBias, Math.sqrt(3 / (shape.contextTokens * shape.embeddingDim)));
   fill(l.outputWeight, l.outputBias, Math.sqrt(3 / shape.hiddenDim));
   return params;
+}
+
+/** A trained model as generation sees it: its vocabulary and the logits of the row that follows a context. */
+export interface LanguageModel {
+  readonly shape: MlpShape;
+  readonly vocabulary: Vocabulary;
+  /** Logits over vocabulary rows (row 0 is the unknown id) of the row after the last `contextTokens` rows. */
+  nextTokenLogits(context: ArrayLike<number>): Float64Array;
+}
+
+/**
+ * The forward pass for one position: logits of the row after `context` (exactly `contextTokens` rows), computed in
+ * the same order as the kernel's so they equal the logits training and evaluation see.
+ */
+export function mlpNextTokenLogits(shape: MlpShape, params: Float32Array, context: ArrayLike<number>): Float64Array {
+  const { contextTokens: C, embeddingDim: D, hiddenDim: H, vocabSize: V } = shape;
+  if (context.length !== C) throw new RangeError(`the model reads ${C} rows of context, got ${context.length}`);
+  const L = mlpLayout(shape);
+  const CD = C * D;
+  const x = new Float64Array(CD);
+  for (let c = 0; c < C; c++) {
+    const r = context[c];
+    if (!Number.isInteger(r) || r < 0 || r >= V) throw new RangeError(`context row ${r} is not a row of ${V}`);
+    for (let d = 0; d < D; d++) x[c * D + d] = params[L.embedding + r * D + d];
+  }
+  const row = new Float64Array(Math.max(CD, H));
+  const h = new Float64Array(H);
+  for (let j = 0; j < H; j++) {
+    const w = L.hiddenWeight + j * CD;
+    for (let k = 0; k < CD; k++) row[k] = params[w + k];
+    h[j] = Math.tanh(params[L.hiddenBias + j] + dot(row, x, 0, CD));
+  }
+  const logits = new Float64Array(V);
+  for (let v = 0; v < V; v++) {
+    const w = L.outputWeight + v * H;
+    for (let j = 0; j < H; j++) row[j] = params[w + j];
+    logits[v] = params[L.outputBias + v] + dot(row, h, 0, H);
+  }
+  return logits;
 }
 
 /**

@@ -3,7 +3,15 @@ import { canonicalJson, specDigest } from '../spec/digest';
 import type { BatchSizes } from '../plan/deepspeed';
 import { adamWStep, clipGradientNorm } from './adamw';
 import { CheckpointMismatch, MalformedTrainerState, type StateDifference } from './errors';
-import { decayMask, initializeMlp, MlpKernel, mlpLayout, type MlpShape } from './mlp-lm';
+import {
+  decayMask,
+  initializeMlp,
+  MlpKernel,
+  mlpLayout,
+  mlpNextTokenLogits,
+  type LanguageModel,
+  type MlpShape,
+} from './mlp-lm';
 import { PackedSequences, type DataCursor } from './packed-sequences';
 import { RankPool } from './rank-pool';
 import { Xorshift128 } from './rng';
@@ -76,6 +84,12 @@ export interface TrainerOptions {
    * bitwise the same either way: ranks own their gradient buffers and are reduced in rank order.
    */
   rankThreads?: boolean;
+  /**
+   * Fine-tuning: start from another trained model's state (its files, as {@link Trainer.serialize} writes them)
+   * instead of random weights. Its vocabulary is kept, so the weights keep their meaning on the new data; the
+   * optimizer moments and the schedule start fresh. The model shapes must agree.
+   */
+  initFrom?: TrainerFiles;
 }
 
 /**
@@ -84,7 +98,7 @@ export interface TrainerOptions {
  * computes its gradient into its own buffer and the ranks are averaged in rank order, so the result does not
  * depend on timing: the same spec, tokens and seed give bitwise-identical weights, resumed or not.
  */
-export class Trainer {
+export class Trainer implements LanguageModel {
   readonly spec: TrainerSpec;
   readonly batch: BatchSizes;
   readonly shape: MlpShape;
@@ -111,7 +125,8 @@ export class Trainer {
     this.spec = spec;
     this.batch = batch;
     this.specDigest = specDigest(spec);
-    this.vocabulary = Vocabulary.fromTokens(tokens, spec.model.maxVocab);
+    const base = options.initFrom ? baseModel(options.initFrom) : undefined;
+    this.vocabulary = base?.vocabulary ?? Vocabulary.fromTokens(tokens, spec.model.maxVocab);
     this.shape = {
       vocabSize: this.vocabulary.size,
       contextTokens: spec.model.contextTokens,
@@ -131,6 +146,21 @@ export class Trainer {
     );
     this.rng = Xorshift128.fromSeed(spec.seed);
     const initial = initializeMlp(this.shape, this.rng);
+    if (base) {
+      const differences = (['contextTokens', 'embeddingDim', 'hiddenDim'] as const)
+        .filter((key) => base.state.shape[key] !== this.shape[key])
+        .map((key) => ({
+          field: `shape.${key}`,
+          checkpoint: String(base.state.shape[key]),
+          trainer: String(this.shape[key]),
+        }));
+      if (differences.length) throw new CheckpointMismatch(differences);
+      if (base.weights.length !== initial.length * 4)
+        throw new MalformedTrainerState(
+          `${fileNames.weights} of the base model has ${base.weights.length} bytes, expected ${initial.length * 4}`,
+        );
+      new Uint8Array(initial.buffer, initial.byteOffset, initial.byteLength).set(base.weights);
+    }
     const n = initial.length;
     this.params = sharedFloat32(n);
     this.params.set(initial);
@@ -285,6 +315,11 @@ export class Trainer {
     return { loss, perplexity: Math.exp(loss), tokens: count };
   }
 
+  /** Logits over vocabulary rows of the row after `context` (the last `contextTokens` rows), current weights. */
+  nextTokenLogits(context: ArrayLike<number>): Float64Array {
+    return mlpNextTokenLogits(this.shape, this.params, context);
+  }
+
   /** The weights as named tensors (copies). */
   tensors(): NamedTensor[] {
     const { vocabSize: V, contextTokens: C, embeddingDim: D, hiddenDim: H } = this.shape;
@@ -407,6 +442,23 @@ function parseStateJson(bytes: Buffer | undefined): TrainerStateJson {
       `${fileNames.state} has format ${JSON.stringify(state?.format)}, expected ${TRAINER_STATE_FORMAT}`,
     );
   return state;
+}
+
+/** The vocabulary and weights of a serialized model, checked against its state.json. */
+function baseModel(files: TrainerFiles): { state: TrainerStateJson; vocabulary: Vocabulary; weights: Buffer } {
+  const state = parseStateJson(files[fileNames.state]);
+  const vocabBytes = files[fileNames.vocab];
+  const weights = files[fileNames.weights];
+  if (!vocabBytes || !weights) throw new MalformedTrainerState('the base model lacks its vocabulary or weights');
+  if (vocabBytes.length !== (state.shape.vocabSize - 1) * 4)
+    throw new MalformedTrainerState(
+      `${fileNames.vocab} of the base model has ${vocabBytes.length} bytes, expected ${(state.shape.vocabSize - 1) * 4}`,
+    );
+  const ids = new Uint32Array(state.shape.vocabSize - 1);
+  new Uint8Array(ids.buffer).set(vocabBytes);
+  if (sha256(bytesOf(ids)) !== state.vocabularySha256)
+    throw new MalformedTrainerState(`${fileNames.vocab} of the base model does not match its state.json`);
+  return { state, vocabulary: new Vocabulary(ids), weights };
 }
 
 /** A trainer for `spec` over a token stream (e.g. {@link tokensFromShards} of the train split's shards). */

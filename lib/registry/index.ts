@@ -1,0 +1,6 @@
+export * from './champion-history';
+export * from './code-version';
+export * from './errors';
+export * from './layout';
+export * from './model-registry';
+export * from './schema';
