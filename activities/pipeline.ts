@@ -29,6 +29,7 @@ import {
 } from '../lib/pipeline/shard-stages';
 import type { TokenizerEncoding } from '../lib/tokenize/encodings';
 import type { Split } from '../lib/webdataset/split';
+import type { CollectReach } from '../lib/collect/context';
 import type { SourceSpec } from '../lib/collect/source-spec';
 import type { QualitySpec } from '../lib/quality/spec';
 import type { NearDedupSpec, PipelineSpec } from '../lib/spec/pipeline';
@@ -36,12 +37,12 @@ import type { ArtifactRef, DatasetSummary, PipelineProgress, StageStats } from '
 import { DedupPool } from '../lib/dedup/dedup-pool';
 import { readManifest, type TieredStore } from '../lib/storage';
 import { TokenizerPool } from '../lib/tokenize/pool';
+import { timeStage } from '../lib/metrics';
 import { withFailureMapping } from './failures';
 
-export interface PipelineDeps {
+/** The store, and where collection may read: a spec from the UI must not read the whole disk, nor any bucket or host. */
+export interface PipelineDeps extends CollectReach {
   store: TieredStore;
-  /** Where collection may read local files (a spec from the UI must not read the whole disk). */
-  allowedRoots?: string[];
 }
 
 const pad = (n: number) => String(n).padStart(6, '0');
@@ -82,16 +83,36 @@ function throttledHeartbeat(): (details: unknown) => void {
   };
 }
 
+/** The stage a stage folder belongs to, as metrics name it: …/collect/batch-000003 → collect, …/dedup → dedup. */
+const stageOf = (folder: string) =>
+  folder
+    .replace(/\/batch-\d+$/, '')
+    .split('/')
+    .pop() ?? 'stage';
+
 /**
  * The data pipeline's activities: each a thin adapter over a lib/pipeline stage that reuses committed output
  * (a retried or rerun stage returns what its earlier attempt committed) and heartbeats progress.
  */
-export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) {
+export function createPipelineActivities({ store, allowedRoots, allowedBuckets, allowedHosts }: PipelineDeps) {
+  const reach: CollectReach = { allowedRoots, allowedBuckets, allowedHosts };
   /** A stage's committed output when an earlier attempt or run left one; else the stage, heartbeating. */
   const reuseOrRun = (
     folder: string,
     run: (folder: string, beat: (details: unknown) => void) => Promise<StageOutput>,
-  ) => withFailureMapping(async () => (await committedStage(store, folder)) ?? run(folder, throttledHeartbeat()));
+  ) =>
+    withFailureMapping(
+      async () =>
+        (await committedStage(store, folder)) ??
+        timeStage(
+          Context.current().metricMeter,
+          stageOf(folder),
+          () => run(folder, throttledHeartbeat()),
+          (out) => ({
+            documents: out.stats.input,
+          }),
+        ),
+    );
 
   return {
     async findCommittedDataset(key: RunKey): Promise<DatasetSummary | undefined> {
@@ -107,7 +128,7 @@ export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) 
           folder: runFolder(input),
           sources: input.sources,
           unitsPerBatch: input.unitsPerBatch,
-          allowedRoots,
+          ...reach,
         }),
       );
     },
@@ -122,7 +143,7 @@ export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) 
           plan: input.plan,
           batch: input.batch,
           limits: input.limits,
-          allowedRoots,
+          ...reach,
           onProgress: (p) => beat({ stage: 'collect', batch: input.batch, ...p }),
         }),
       );
@@ -267,15 +288,20 @@ export function createPipelineActivities({ store, allowedRoots }: PipelineDeps) 
       return withFailureMapping(async () => {
         const beat = throttledHeartbeat();
         const partition = (await readManifest(store, input.stage)).objects[input.index];
-        return tokenizePartition({
-          store,
-          partition,
-          outPrefix: `${runFolder(input)}/tokens/part-${pad(input.index)}`,
-          encoding: input.encoding,
-          validationFraction: input.validationFraction,
-          pool: sharedTokenizerPool(),
-          onProgress: (documents) => beat({ stage: 'tokenize', partition: input.index, documents }),
-        });
+        const tokenize = () =>
+          tokenizePartition({
+            store,
+            partition,
+            outPrefix: `${runFolder(input)}/tokens/part-${pad(input.index)}`,
+            encoding: input.encoding,
+            validationFraction: input.validationFraction,
+            pool: sharedTokenizerPool(),
+            onProgress: (documents) => beat({ stage: 'tokenize', partition: input.index, documents }),
+          });
+        return timeStage(Context.current().metricMeter, 'tokenize', tokenize, (p) => ({
+          documents: p.documents,
+          tokens: p.tokens,
+        }));
       });
     },
 

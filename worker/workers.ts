@@ -47,7 +47,12 @@ export async function createWorkers(
   const roles = opts.roles ?? config.worker.roles;
   const connection = opts.connection ?? (await NativeConnection.connect(nativeConnectionOptions(config)));
   const store = tieredStoreFromConfig(config);
-  const activities = createActivities({ store, allowedRoots: config.worker.collectRoots });
+  const activities = createActivities({
+    store,
+    allowedRoots: config.worker.collectRoots,
+    allowedBuckets: config.worker.collectBuckets,
+    allowedHosts: config.worker.collectHosts,
+  });
   const bundle = roles.includes('io') ? await workflowBundle() : undefined;
   const workers = await Promise.all(
     roles.map(async (role) => {

@@ -48,13 +48,14 @@ export class SourceNotFound extends CollectError {
   }
 }
 
-/** Outside the allowed roots, or refused by the file system, the bucket policy or the server. */
+/** Outside the allowed roots, buckets or hosts, or refused by the file system, the bucket policy or the server. */
 export class SourceForbidden extends CollectError {
   constructor(location: string, detail: string, options: CollectErrorOptions = {}) {
     super(
       'SourceForbidden',
       location,
-      `Source forbidden: ${location} (${detail}). Collect only under the allowed roots, or fix the permissions.`,
+      `Source forbidden: ${location} (${detail}). Collect only from the allowed roots, buckets and hosts ` +
+        '(FLYWHEEL_COLLECT_ROOTS, FLYWHEEL_COLLECT_BUCKETS, FLYWHEEL_COLLECT_HOSTS), or fix the permissions.',
       false,
       options,
     );

@@ -1,6 +1,7 @@
 export * from './source-spec';
 export * from './errors';
 export * from './context';
+export * from './reach';
 export * from './source-unit';
 export * from './plan';
 export * from './read-unit';

@@ -1,8 +1,10 @@
 import type { CollectContext } from './context';
+import { checkHostAllowed } from './reach';
 import { sampleCorpus } from './sample-corpus';
 import type { SampleSource, SourceSpec } from './source-spec';
 import { planPathSource } from './sources/local-files';
 import { planS3Source } from './sources/s3-objects';
+import { planTierSource } from './sources/tier-objects';
 import { unitId, type SourceUnit } from './source-unit';
 
 /** Documents per unit of a sample corpus: small enough to spread over workers, large enough to be worth a task. */
@@ -20,7 +22,10 @@ export async function planSource(source: SourceSpec, ctx: CollectContext): Promi
     case 's3':
       return planS3Source(source, ctx);
     case 'url':
+      checkHostAllowed(new URL(source.url), ctx.allowedHosts, source.url);
       return [{ id: unitId(source.url, source.url), source, ref: source.url, uri: source.url, bytes: 0 }];
+    case 'tier':
+      return planTierSource(source, ctx);
     case 'sample':
       return planSample(source);
   }

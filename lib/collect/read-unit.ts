@@ -13,6 +13,7 @@ import { openPathUnit } from './sources/local-files';
 import type { OpenedUnit } from './sources/opened-unit';
 import { openUrlUnit } from './sources/http-download';
 import { openS3Unit } from './sources/s3-objects';
+import { openTierUnit } from './sources/tier-objects';
 
 export interface ReadUnitOptions {
   /** Skip the events before this ordinal: the resume cursor of an interrupted read. */
@@ -83,6 +84,8 @@ function openUnit(unit: SourceUnit, ctx: CollectContext): Promise<OpenedUnit> {
       return openS3Unit(unit, ctx);
     case 'url':
       return openUrlUnit(unit, ctx);
+    case 'tier':
+      return openTierUnit(unit, ctx);
     case 'sample':
       throw new Error('sample units are not read as bytes');
   }

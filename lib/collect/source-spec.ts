@@ -36,7 +36,10 @@ const commonOptions = {
     .number()
     .positive()
     .default(100)
-    .describe('decompressed/compressed bytes past which a compressed input is abandoned (zip-bomb guard)'),
+    .describe(
+      'decompressed bytes per input byte, all layers and archive entries together, past which an input is abandoned ' +
+        '(zip-bomb guard)',
+    ),
   onSourceError: z
     .enum(['fail', 'skip'])
     .default('fail')
@@ -44,7 +47,14 @@ const commonOptions = {
 };
 
 const fileOptions = {
-  glob: z.string().min(1).optional().describe("which files under the folder or prefix, e.g. '**/*.{txt,md}'"),
+  glob: z
+    .string()
+    .min(1)
+    .refine((glob) => !/^[\\/]|^[A-Za-z]:|(^|[\\/])\.\.([\\/]|$)/.test(glob), {
+      message: "a pattern below the folder or prefix: no leading '/' and no '..'",
+    })
+    .optional()
+    .describe("which files under the folder or prefix, e.g. '**/*.{txt,md}'"),
   format: SourceFormat.default('auto').describe('input format; auto = by extension, then by content'),
   fields: FieldMapping.prefault({}),
 };
@@ -109,6 +119,19 @@ export const UrlSource = z
   })
   .strict();
 
+export const TierSource = z
+  .object({
+    type: z.literal('tier'),
+    name: label,
+    uri: z
+      .string()
+      .regex(/^(hot|warm|cold):\/\/\S+$/, 'expected a tier URI such as warm://flywheel/<model>/curated/<run>/')
+      .describe("an object or prefix in Flywheel's own storage (what an earlier run wrote)"),
+    ...fileOptions,
+    ...commonOptions,
+  })
+  .strict();
+
 export const SampleSource = z
   .object({
     type: z.literal('sample'),
@@ -124,13 +147,14 @@ export const SampleSource = z
   .strict();
 
 /** One place documents come from; a pipeline spec lists several. */
-export const SourceSpec = z.discriminatedUnion('type', [PathSource, S3Source, UrlSource, SampleSource]);
+export const SourceSpec = z.discriminatedUnion('type', [PathSource, S3Source, UrlSource, TierSource, SampleSource]);
 export type SourceSpec = z.infer<typeof SourceSpec>;
 export type SourceSpecInput = z.input<typeof SourceSpec>;
 export type PathSource = z.infer<typeof PathSource>;
 export type S3Source = z.infer<typeof S3Source>;
 export type UrlSource = z.infer<typeof UrlSource>;
 export type SampleSource = z.infer<typeof SampleSource>;
+export type TierSource = z.infer<typeof TierSource>;
 
 /** The label a source's units, stats and quarantine records carry. */
 export function sourceLabel(source: SourceSpec): string {
@@ -141,6 +165,8 @@ export function sourceLabel(source: SourceSpec): string {
       return source.name ?? source.uri;
     case 'url':
       return source.name ?? source.url;
+    case 'tier':
+      return source.name ?? source.uri;
     case 'sample':
       return `sample:${source.name}`;
   }

@@ -56,8 +56,13 @@ export interface FlywheelConfig {
     concurrency: number;
     metricsPort: number;
     logLevel: EnvConfig['FLYWHEEL_LOG_LEVEL'];
+    logFormat: EnvConfig['FLYWHEEL_LOG_FORMAT'];
     /** Folders collection may read (absolute); unrestricted when absent. */
     collectRoots?: string[];
+    /** S3 buckets collection may read; unrestricted when absent. */
+    collectBuckets?: string[];
+    /** Hosts URL sources and their redirects may reach; unrestricted when absent. */
+    collectHosts?: string[];
   };
   /** Payload encryption: on when a key ring is configured. */
   codec: { keyRing?: KeyRing; token?: string };
@@ -123,7 +128,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       concurrency: e.FLYWHEEL_WORKER_CONCURRENCY,
       metricsPort: e.FLYWHEEL_METRICS_PORT,
       logLevel: e.FLYWHEEL_LOG_LEVEL,
+      logFormat: e.FLYWHEEL_LOG_FORMAT,
       collectRoots: e.FLYWHEEL_COLLECT_ROOTS?.map((root) => path.resolve(cwd, root)),
+      collectBuckets: e.FLYWHEEL_COLLECT_BUCKETS,
+      collectHosts: e.FLYWHEEL_COLLECT_HOSTS,
     },
     codec: { keyRing, token: e.FLYWHEEL_CODEC_TOKEN },
   };

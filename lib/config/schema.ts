@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isHostPattern } from '../collect/reach';
 
 /** Where a tier lives: a local folder or `s3://bucket/prefix`. */
 const tierLocation = z
@@ -21,6 +22,18 @@ const port = z.coerce
   .int('a whole port number')
   .min(0, 'a port from 0 (off) to 65535')
   .max(65535, 'a port from 0 (off) to 65535');
+
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+const commaList = z
+  .string()
+  .trim()
+  .transform((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
 
 const positiveInt = (what: string) => z.coerce.number({ message: what }).int(what).min(1, what);
 
@@ -151,10 +164,46 @@ export const envSchema = z.object({
     .describe(
       'folders `path` sources may read (default: anywhere the worker can read); set it when specs come from the UI',
     ),
+  FLYWHEEL_COLLECT_BUCKETS: commaList
+    .refine((buckets) => buckets.length > 0 && buckets.every((b) => BUCKET_NAME.test(b)), {
+      message: 'a comma-separated list of S3 bucket names',
+    })
+    .optional()
+    .describe(
+      'S3 buckets `s3` sources may read (default: any bucket the credentials can read); set it when specs come from the UI',
+    ),
+  FLYWHEEL_COLLECT_HOSTS: commaList
+    .refine((hosts) => hosts.length > 0 && hosts.every(isHostPattern), {
+      message: 'a comma-separated list of hosts: host, host:port or *.domain',
+    })
+    .optional()
+    .describe(
+      'hosts `url` sources and their redirects may reach: host, host:port or *.domain (default: any host); ' +
+        'set it when specs come from the UI',
+    ),
   FLYWHEEL_LOG_LEVEL: z
     .enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'], { message: 'TRACE, DEBUG, INFO, WARN or ERROR' })
     .default('INFO')
     .describe('worker log level'),
+  FLYWHEEL_LOG_FORMAT: z
+    .enum(['auto', 'json', 'text'], { message: 'auto, json or text' })
+    .default('auto')
+    .describe(
+      'worker log lines: json (one object per line, with workflow and activity ids), text, or auto (json unless stderr is a terminal)',
+    ),
+  FLYWHEEL_FEEDBACK_SHARDS: positiveInt('a whole number of shards ≥ 1')
+    .max(1024, 'at most 1024 shards')
+    .default(4)
+    .describe(
+      'feedback ledgers per day (sharded by event id); every process submitting feedback must use the same number',
+    ),
+  FLYWHEEL_FEEDBACK_MAX_EVENT_BYTES: z.coerce
+    .number({ message: 'a size in bytes' })
+    .int('a whole number of bytes')
+    .min(1024, 'at least 1024 bytes')
+    .max(1024 * 1024, 'at most 1048576 bytes (1 MiB)')
+    .default(64 * 1024)
+    .describe('largest feedback event accepted, in bytes of its JSON'),
 });
 
 export type EnvConfig = z.infer<typeof envSchema>;

@@ -3,7 +3,7 @@ import { ChecksumMismatch } from '../storage/errors';
 import { sha256Hex } from '../storage/hashing';
 import type { TieredStore } from '../storage/tiered-store';
 import { countDrop, emptyStats } from '../spec/pipeline-results';
-import { planSource, readUnit, type CollectContext, type SourceUnit } from '../collect';
+import { planSource, readUnit, type CollectContext, type CollectReach, type SourceUnit } from '../collect';
 import type { SourceSpec } from '../collect/source-spec';
 import { S3Client } from '@aws-sdk/client-s3';
 import { commitStage, type StageOutput } from './stage-output';
@@ -24,8 +24,9 @@ interface CollectionPlan {
   unitsPerBatch: number;
 }
 
-function contextFor(store: TieredStore, allowedRoots?: string[]): CollectContext {
-  return { s3: s3ClientOf(store), now: () => new Date(), allowedRoots };
+function contextFor(store: TieredStore, reach: CollectReach): CollectContext {
+  const { allowedRoots, allowedBuckets, allowedHosts } = reach;
+  return { s3: s3ClientOf(store), store, now: () => new Date(), allowedRoots, allowedBuckets, allowedHosts };
 }
 
 /** S3 sources reuse the warm tier's client (endpoint and credentials) when the warm tier is on S3. */
@@ -41,15 +42,16 @@ function s3ClientOf(store: TieredStore): S3Client | undefined {
  * Lists every source's units (files, objects, URLs, sample slices) in a deterministic order and stores the plan as
  * an object: the workflow carries only its reference and counts, however many files there are.
  */
-export async function planCollection(input: {
-  store: TieredStore;
-  folder: string;
-  sources: SourceSpec[];
-  unitsPerBatch: number;
-  allowedRoots?: string[];
-  s3?: S3Client;
-}): Promise<CollectionPlanSummary> {
-  const ctx = { ...contextFor(input.store, input.allowedRoots), ...(input.s3 ? { s3: input.s3 } : {}) };
+export async function planCollection(
+  input: CollectReach & {
+    store: TieredStore;
+    folder: string;
+    sources: SourceSpec[];
+    unitsPerBatch: number;
+    s3?: S3Client;
+  },
+): Promise<CollectionPlanSummary> {
+  const ctx = { ...contextFor(input.store, input), ...(input.s3 ? { s3: input.s3 } : {}) };
   const units: SourceUnit[] = [];
   for (const source of input.sources) units.push(...(await planSource(source, ctx)));
   const unitsPerBatch = Math.max(input.unitsPerBatch, Math.ceil(units.length / MAX_BATCHES));
@@ -93,17 +95,18 @@ async function readPlan(store: TieredStore, ref: ArtifactRef): Promise<Collectio
  * the batch's rejected partitions with their reason. A retry starts the batch again: its output keys are fixed, so
  * the rewrite replaces, never duplicates.
  */
-export async function collectBatch(input: {
-  store: TieredStore;
-  folder: string;
-  plan: ArtifactRef;
-  batch: number;
-  limits: PartitionLimits;
-  allowedRoots?: string[];
-  onProgress?: (p: { units: number; documents: number; quarantined: number }) => void;
-}): Promise<StageOutput> {
+export async function collectBatch(
+  input: CollectReach & {
+    store: TieredStore;
+    folder: string;
+    plan: ArtifactRef;
+    batch: number;
+    limits: PartitionLimits;
+    onProgress?: (p: { units: number; documents: number; quarantined: number }) => void;
+  },
+): Promise<StageOutput> {
   const plan = await readPlan(input.store, input.plan);
-  const ctx = contextFor(input.store, input.allowedRoots);
+  const ctx = contextFor(input.store, input);
   const stats = emptyStats();
   const writers = stageWriters(input.store, input.folder, input.limits);
   const first = input.batch * plan.unitsPerBatch;

@@ -223,17 +223,22 @@ export async function resolveAgainst(
   options: ResolvedDedupOptions,
 ): Promise<ArtifactRef> {
   let stageUri = uri.endsWith('.json') ? uri : `${nearDedupFolder(uri.replace(/\/+$/, ''))}/manifest.json`;
+  let index: ArtifactRef | undefined;
   if (uri.endsWith('.json')) {
     const found = await findCommittedManifest(store, uri);
     if (!found) throw againstProblem(`no manifest at ${uri} (${store.backendUri(uri)})`);
-    if (found.manifest.kind === 'dataset') {
+    // A composed dataset (base + additions) carries the index of all its documents itself.
+    index = (found.manifest.meta as { nearIndex?: ArtifactRef }).nearIndex;
+    if (!index && found.manifest.kind === 'dataset') {
       const meta = found.manifest.meta as { dataset: string; version: string; specDigest: string };
       stageUri = `${nearDedupFolder(runFolder({ ...meta, digest: meta.specDigest }))}/manifest.json`;
-    } else if (found.manifest.kind !== 'pipeline-near-dedup')
+    } else if (!index && found.manifest.kind !== 'pipeline-near-dedup')
       throw againstProblem(`${uri} is a ${found.manifest.kind} manifest: give a dataset manifest`);
   }
-  const stage = await findCommittedManifest(store, stageUri);
-  const index = (stage?.manifest.meta as { index?: ArtifactRef } | undefined)?.index;
+  if (!index) {
+    const stage = await findCommittedManifest(store, stageUri);
+    index = (stage?.manifest.meta as { index?: ArtifactRef } | undefined)?.index;
+  }
   if (!index)
     throw againstProblem(
       `${uri} has no near-dedup signature index (looked for ${stageUri}): build that dataset with dedup.near first`,

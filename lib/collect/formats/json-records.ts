@@ -38,6 +38,7 @@ export async function* readJsonLines(input: ByteInput, opts: ParseOptions): Asyn
       position,
       { path: input.path, line: line.number, format: 'jsonl' },
       repaired,
+      text,
     );
   }
 }
@@ -81,21 +82,29 @@ function where(position: RecordPosition | undefined): string {
   return 'line' in position ? `line ${position.line}` : `item ${position.item}`;
 }
 
-/** Maps one parsed JSON value onto a raw document through the field mapping, or says what is wrong with it. */
+/** Deeper metadata than this is refused: serializing it again downstream would overflow the stack. */
+export const MAX_METADATA_DEPTH = 64;
+
+/**
+ * Maps one parsed JSON value onto a raw document through the field mapping, or says what is wrong with it. `source`
+ * is the record's own text, when there is one, for samples.
+ */
 export function recordFromJson(
   value: unknown,
   fields: FieldMapping,
   position: RecordPosition | undefined,
   base: Record<string, unknown>,
   utf8Repaired: boolean,
+  source?: string,
 ): RawRecord {
+  const sample = () => (source === undefined ? sampleOf(value) : excerpt(source));
   if (!isPlainObject(value)) {
     return {
       kind: 'quarantine',
       position,
       reason: 'not_an_object',
       detail: `${where(position)} is ${describe(value)}, expected an object with a '${fields.text}' field`,
-      sample: excerpt(JSON.stringify(value) ?? String(value)),
+      sample: sample(),
     };
   }
   const text = getField(value, fields.text);
@@ -105,7 +114,7 @@ export function recordFromJson(
       position,
       reason: 'missing_text',
       detail: `${where(position)} has no '${fields.text}' field; set fields.text to the field that holds the text`,
-      sample: excerpt(JSON.stringify(value)),
+      sample: sample(),
     };
   }
   if (typeof text !== 'string') {
@@ -114,7 +123,7 @@ export function recordFromJson(
       position,
       reason: 'text_not_string',
       detail: `${where(position)}: field '${fields.text}' is ${describe(text)}, expected a string`,
-      sample: excerpt(JSON.stringify(value)),
+      sample: sample(),
     };
   }
   const rawId = getField(value, fields.id);
@@ -126,12 +135,24 @@ export function recordFromJson(
         : undefined;
   let copied: Record<string, unknown> = {};
   if (fields.metadata !== undefined) {
-    for (const field of fields.metadata) {
-      const v = getField(value, field);
-      if (v !== undefined) copied[field] = v;
-    }
+    // fromEntries defines keys, so a field named `__proto__` is kept as data rather than setting a prototype.
+    copied = Object.fromEntries(
+      fields.metadata.flatMap((field) => {
+        const v = getField(value, field);
+        return v === undefined ? [] : [[field, v]];
+      }),
+    );
   } else if (isPlainObject(value.metadata)) {
     copied = { ...value.metadata }; // dolma-shaped input keeps its metadata
+  }
+  if (nestedDeeperThan(copied, MAX_METADATA_DEPTH)) {
+    return {
+      kind: 'quarantine',
+      position,
+      reason: 'nested_too_deep',
+      detail: `${where(position)}: metadata nested more than ${MAX_METADATA_DEPTH} levels deep`,
+      sample: sample(),
+    };
   }
   return {
     kind: 'document',
@@ -157,6 +178,27 @@ export function getField(record: Record<string, unknown>, path: string): unknown
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** An excerpt of a parsed value; one nested too deeply to serialize is described instead. */
+function sampleOf(value: unknown): string {
+  try {
+    return excerpt(JSON.stringify(value) ?? String(value));
+  } catch {
+    return `(${describe(value)} nested too deeply to show)`;
+  }
+}
+
+/** Whether arrays and objects nest more than `limit` levels under `value`; iterative, so any depth is safe. */
+function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const stack: Array<{ node: unknown; depth: number }> = [{ node: value, depth: 0 }];
+  while (stack.length > 0) {
+    const { node, depth } = stack.pop()!;
+    if (typeof node !== 'object' || node === null) continue;
+    if (depth > limit) return true;
+    for (const child of Object.values(node)) stack.push({ node: child, depth: depth + 1 });
+  }
+  return false;
 }
 
 function describe(value: unknown): string {

@@ -1,5 +1,5 @@
 import { BINARY_SNIFF_BYTES, binaryReason, peekBytes } from '../bytes';
-import { compressionFromMagic, compressionFromName, decompress } from '../decompress';
+import { ExpansionBudget, compressionFromMagic, compressionFromName, decompress } from '../decompress';
 import { InputDataError, type RawRecord } from '../records';
 import type { SourceFormat } from '../source-spec';
 import { readEml, readMbox } from './email';
@@ -39,16 +39,27 @@ function looksLikeTar(head: Buffer): boolean {
 /** At most this many compression wrappers are peeled (a .tar.gz inside nothing else needs one). */
 const MAX_COMPRESSION_LAYERS = 2;
 
+/** An entry of an archive is read with the archive's expansion budget. */
+interface ArchiveEntryContext {
+  budget: ExpansionBudget;
+}
+
 /**
  * Reads one input as records: peels gzip/zstd wrappers (by extension, else by magic bytes), picks the format (the
  * forced one, else by extension, else tar by its header or text), rejects binary data, and hands over to the format
  * reader. A data problem of this input ends it with one quarantine record; read errors propagate.
  */
-export async function* parseInput(input: ByteInput, opts: ParseOptions, inArchive = false): AsyncGenerator<RawRecord> {
+export async function* parseInput(
+  input: ByteInput,
+  opts: ParseOptions,
+  archive?: ArchiveEntryContext,
+): AsyncGenerator<RawRecord> {
   const layer = Symbol(input.path);
+  const inArchive = archive !== undefined;
   try {
     let name = input.name;
-    let chunks = input.chunks;
+    const budget = archive?.budget ?? new ExpansionBudget(opts.maxExpansionRatio);
+    let chunks = inArchive ? input.chunks : budget.meter(input.chunks);
     for (let layers = 0; layers < MAX_COMPRESSION_LAYERS; layers++) {
       const named = compressionFromName(name);
       let compression = named?.compression;
@@ -60,7 +71,7 @@ export async function* parseInput(input: ByteInput, opts: ParseOptions, inArchiv
         compression = compressionFromMagic(peeked.head);
       }
       if (compression === undefined) break;
-      chunks = decompress(compression, chunks, opts.maxExpansionRatio, layer);
+      chunks = decompress(compression, chunks, budget, layer);
     }
 
     let format: ConcreteFormat | undefined = !inArchive && opts.format !== 'auto' ? opts.format : formatFromName(name);
@@ -79,7 +90,7 @@ export async function* parseInput(input: ByteInput, opts: ParseOptions, inArchiv
         };
         return;
       }
-      yield* readTar(body, opts, layer, (entry, entryOpts) => parseInput(entry, entryOpts, true));
+      yield* readTar(body, opts, layer, (entry, entryOpts) => parseInput(entry, entryOpts, { budget }));
       return;
     }
 

@@ -1,5 +1,5 @@
 import { decodeUtf8, excerpt, readCapped, trimPartialUtf8 } from '../bytes';
-import type { RawRecord } from '../records';
+import { toIsoDate, type RawRecord } from '../records';
 import type { ByteInput, ParseOptions } from './input';
 
 /** A .txt or .md file is one document; only maxDocumentBytes of it is ever held in memory. */
@@ -25,7 +25,7 @@ export async function* readPlainText(
   yield {
     kind: 'document',
     text,
-    created: input.modified?.toISOString(),
+    created: toIsoDate(input.modified), // an archive's header can carry an invalid date
     metadata: {
       path: input.path,
       bytes: total,

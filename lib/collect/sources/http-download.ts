@@ -6,11 +6,15 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { CollectContext } from '../context';
 import { CollectError, SourceFetchFailed, SourceForbidden, SourceNotFound, SourceTooLarge } from '../errors';
+import { checkHostAllowed } from '../reach';
 import type { UrlSource } from '../source-spec';
 import type { SourceUnit } from '../source-unit';
 import type { OpenedUnit } from './opened-unit';
 
 const MAX_BACKOFF_MS = 30_000;
+/** As many redirects as browsers and fetch follow. */
+const MAX_REDIRECTS = 20;
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 /** The extension a Content-Type implies, for URLs whose path does not name a format. */
 const CONTENT_TYPE_EXTENSIONS: Record<string, string> = {
@@ -31,17 +35,19 @@ const CONTENT_TYPE_EXTENSIONS: Record<string, string> = {
 
 /**
  * Downloads a URL to a temporary file (so a retry restarts cleanly and parsing never holds a socket), then reads it
- * like a local file. Retries 5xx/408/429 answers, network errors and timeouts with exponential backoff.
+ * like a local file. Retries 5xx/408/429 answers, network errors and timeouts with exponential backoff. Redirects
+ * are followed one by one, each target checked against the allowed hosts first.
  */
 export async function openUrlUnit(unit: SourceUnit, ctx: CollectContext): Promise<OpenedUnit> {
   const { source } = unit;
   if (source.type !== 'url') throw new Error(`openUrlUnit given a ${source.type} unit`);
+  checkHostAllowed(new URL(source.url), ctx.allowedHosts, source.url);
   const dir = await mkdtemp(path.join(ctx.tmpDir ?? tmpdir(), 'flywheel-url-'));
   const file = path.join(dir, 'body');
   const cleanup = () => rm(dir, { recursive: true, force: true });
   let download: Download;
   try {
-    download = await downloadWithRetries(source, ctx.fetch ?? fetch, file);
+    download = await downloadWithRetries(source, ctx, file);
   } catch (err) {
     await cleanup();
     throw err;
@@ -67,11 +73,11 @@ interface Download {
   lastModified?: Date;
 }
 
-async function downloadWithRetries(source: UrlSource, fetchFn: typeof fetch, file: string): Promise<Download> {
+async function downloadWithRetries(source: UrlSource, ctx: CollectContext, file: string): Promise<Download> {
   const attempts = source.retries + 1;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await downloadOnce(source, fetchFn, file);
+      return await downloadOnce(source, ctx, file);
     } catch (err) {
       const failure = classify(err, source.url);
       if (failure.final instanceof CollectError) throw failure.final;
@@ -98,7 +104,7 @@ class IdleTimeout extends Error {
   }
 }
 
-async function downloadOnce(source: UrlSource, fetchFn: typeof fetch, file: string): Promise<Download> {
+async function downloadOnce(source: UrlSource, ctx: CollectContext, file: string): Promise<Download> {
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   let timedOut = false;
@@ -112,7 +118,7 @@ async function downloadOnce(source: UrlSource, fetchFn: typeof fetch, file: stri
   };
   arm();
   try {
-    const res = await fetchFn(source.url, { signal: controller.signal, redirect: 'follow' });
+    const res = await fetchFollowingAllowed(source.url, ctx, controller.signal);
     if (!res.ok) {
       await res.body?.cancel().catch(() => undefined);
       throw new HttpStatus(res.status);
@@ -156,6 +162,32 @@ async function downloadOnce(source: UrlSource, fetchFn: typeof fetch, file: stri
   }
 }
 
+/** Fetches `url`, following redirects only to http(s) URLs on the allowed hosts. */
+async function fetchFollowingAllowed(url: string, ctx: CollectContext, signal: AbortSignal): Promise<Response> {
+  const fetchFn = ctx.fetch ?? fetch;
+  let target = new URL(url);
+  for (let redirects = 0; ; redirects++) {
+    const res = await fetchFn(target.href, { signal, redirect: 'manual' });
+    const location = REDIRECT_STATUSES.has(res.status) ? res.headers.get('location') : null;
+    if (location === null) return res;
+    await res.body?.cancel().catch(() => undefined);
+    let next: URL;
+    try {
+      next = new URL(location, target);
+    } catch {
+      throw new SourceFetchFailed(url, `a redirect to an invalid URL (${location.slice(0, 200)})`, 1, false);
+    }
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+      throw new SourceForbidden(url, `it redirects to ${next.protocol} URL ${next.href}; only http(s) is collected`);
+    }
+    checkHostAllowed(next, ctx.allowedHosts, url, true);
+    if (redirects >= MAX_REDIRECTS) {
+      throw new SourceFetchFailed(url, `more than ${MAX_REDIRECTS} redirects (last to ${next.href})`, 1, false);
+    }
+    target = next;
+  }
+}
+
 interface Failure {
   retryable: boolean;
   detail: string;
@@ -182,7 +214,14 @@ function classify(err: unknown, url: string): Failure {
 
 function nameFor(url: string, contentType: string | undefined): string {
   const pathname = new URL(url).pathname;
-  let name = decodeURIComponent(pathname.slice(pathname.lastIndexOf('/') + 1)) || 'index';
+  const last = pathname.slice(pathname.lastIndexOf('/') + 1);
+  let name: string;
+  try {
+    name = decodeURIComponent(last);
+  } catch {
+    name = last; // a stray `%` is part of the name, not an escape
+  }
+  name ||= 'index';
   const hasExtension = /\.[A-Za-z0-9]+$/.test(name);
   const mime = contentType?.split(';')[0].trim().toLowerCase();
   if (!hasExtension && mime && CONTENT_TYPE_EXTENSIONS[mime]) name += CONTENT_TYPE_EXTENSIONS[mime];

@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { open, realpath, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { glob } from 'tinyglobby';
@@ -36,6 +37,8 @@ export async function planPathSource(source: PathSource, ctx: CollectContext): P
   } catch (err) {
     throw mapFsError(err, source.path);
   }
+  // A glob such as `../*` would list beside the folder; the spec refuses such globs, and this keeps the listing in.
+  found = found.filter((rel) => isInside(path.resolve(root, rel), root));
   found.sort(compareRefs);
   const units: SourceUnit[] = [];
   for (let i = 0; i < found.length; i += STAT_CONCURRENCY) {
@@ -63,7 +66,8 @@ export async function openPathUnit(unit: SourceUnit, ctx: CollectContext): Promi
   const real = await resolveAllowed(unit.uri, ctx.allowedRoots, unit.uri);
   let handle;
   try {
-    handle = await open(real, 'r');
+    // Non-blocking, so a file swapped for a named pipe after planning is refused below instead of hanging the open.
+    handle = await open(real, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     throw mapFsError(err, unit.uri);
   }

@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { AccessDenied, ObjectNotFound, StoreUnreachable, TransientStorageError, mapS3Error } from '../../storage';
 import type { ByteChunks } from '../bytes';
 import type { CollectContext } from '../context';
+import { checkBucketAllowed } from '../reach';
 import { CollectError, SourceForbidden, SourceMisconfigured, SourceNotFound, SourceUnreadable } from '../errors';
 import type { S3Source } from '../source-spec';
 import { compareRefs, unitId, type SourceUnit } from '../source-unit';
@@ -27,8 +28,9 @@ function clientOf(ctx: CollectContext, location: string): S3Client {
  * `data/...`, never `data2/...`), filtered by `glob` on the key below the prefix.
  */
 export async function planS3Source(source: S3Source, ctx: CollectContext): Promise<SourceUnit[]> {
-  const client = clientOf(ctx, source.uri);
   const { bucket, prefix } = parseS3Uri(source.uri);
+  checkBucketAllowed(bucket, ctx.allowedBuckets, source.uri);
+  const client = clientOf(ctx, source.uri);
   const folder = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
   const matches = source.glob ? picomatch(source.glob, { dot: false }) : () => true;
   const units: SourceUnit[] = [];
@@ -67,8 +69,9 @@ export async function planS3Source(source: S3Source, ctx: CollectContext): Promi
 }
 
 export async function openS3Unit(unit: SourceUnit, ctx: CollectContext): Promise<OpenedUnit> {
-  const client = clientOf(ctx, unit.uri);
   const { bucket, prefix: key } = parseS3Uri(unit.uri);
+  checkBucketAllowed(bucket, ctx.allowedBuckets, unit.uri);
+  const client = clientOf(ctx, unit.uri);
   let res;
   try {
     res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
