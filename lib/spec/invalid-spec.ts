@@ -30,7 +30,9 @@ export function parseSpec<S extends z.ZodType>(specName: string, schema: S, inpu
     const at = issue.path.map(String);
     if (issue.code === 'unrecognized_keys') {
       // One line per unknown field, named, so a typo is found at a glance.
-      for (const key of issue.keys) problems.push({ field: [...at, key].join('.'), message: 'unknown field' });
+      // An empty key is shown as "" so the message still points at it.
+      for (const key of issue.keys)
+        problems.push({ field: [...at, key === '' ? '""' : key].join('.'), message: 'unknown field' });
     } else {
       problems.push({ field: at.length ? at.join('.') : '(spec)', message: issue.message });
     }
