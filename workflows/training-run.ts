@@ -102,7 +102,8 @@ export async function trainingRun(input: unknown, carry?: TrainingCarry): Promis
         await condition(allHandlersFinished);
         await continueAsNew<typeof trainingRun>(spec, { progress, segments, earlyStop, base, last });
       }
-      last = await train.trainSegment({ spec, from: progress.step, base, earlyStop });
+      const segment = { spec, from: progress.step, base, earlyStop };
+      last = spec.external ? await train.externalSegment(segment) : await train.trainSegment(segment);
       segments += 1;
       segmentsHere += 1;
       earlyStop = last.earlyStop;
@@ -123,7 +124,8 @@ export async function trainingRun(input: unknown, carry?: TrainingCarry): Promis
     throw err;
   }
   let model: TrainingResult['model'];
-  if (spec.register) {
+  // An external trainer's checkpoint files are its own format, which the registry's evaluation cannot load.
+  if (spec.register && !spec.external) {
     setStage('register');
     model = await io.registerModel({
       spec,

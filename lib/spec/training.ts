@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { TrainerSpec } from '../train/spec';
+import { ExternalTrainerSpec } from '../external-trainer/spec';
 
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes, at most 63');
 
@@ -30,7 +31,10 @@ export const TrainingSpec = z
       .strict()
       .optional()
       .describe("fine-tune: start from a registered model's weights (fresh optimizer and schedule)"),
-    trainer: TrainerSpec.prefault({}),
+    trainer: TrainerSpec.prefault({}).describe('the built-in trainer (ignored when `external` is set)'),
+    external: ExternalTrainerSpec.optional().describe(
+      'train with your own command (torchrun, deepspeed) instead of the built-in trainer; the run is not registered',
+    ),
     steps: z.number().int().min(1).default(100).describe('optimizer steps in all'),
     segmentSteps: z
       .number()
@@ -79,6 +83,10 @@ export const TrainingSpec = z
   .refine((s) => s.checkpointEvery <= s.segmentSteps, {
     path: ['checkpointEvery'],
     message: 'at most segmentSteps, so every segment leaves a checkpoint',
+  })
+  .refine((s) => !(s.external && s.init), {
+    path: ['init'],
+    message: "fine-tuning from a registered model needs the built-in trainer (it loads the model's weights)",
   });
 
 export type TrainingSpec = z.infer<typeof TrainingSpec>;

@@ -1,0 +1,287 @@
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CancelledFailure, Context } from '@temporalio/activity';
+import {
+  CheckpointManager,
+  CheckpointNotFound,
+  keepBestN,
+  keepEveryNSteps,
+  keepLastN,
+  type RetentionPolicy,
+} from '../lib/checkpoint';
+import {
+  checkpointFileBodies,
+  checkpointFileNames,
+  checkpointFolder,
+  removeWorkDir,
+  externalSpecDigest,
+  FLYWHEEL_FILES,
+  localizeDataset,
+  prepareWorkDir,
+  protocolError,
+  recordTrainer,
+  runExternalTrainer,
+  SegmentProgress,
+  trainerLaunch,
+  writeCheckpointFolder,
+  type ExternalTrainerSpec,
+  type ProtocolEvent,
+  type RunningTrainer,
+  type SegmentStart,
+} from '../lib/external-trainer';
+import { recordCheckpoint, recordTraining } from '../lib/metrics';
+import { InvalidSpec } from '../lib/spec/invalid-spec';
+import type { Evaluation, SegmentInput, SegmentSummary, TrainingSpec } from '../lib/spec/training';
+import { readManifest, sha256Hex, type TieredStore } from '../lib/storage';
+import { canonicalJson } from '../lib/spec/digest';
+import { withFailureMapping } from './failures';
+
+/** Flywheel's own records, saved beside the trainer's files in every checkpoint. */
+const EVALUATIONS_FILE = `${FLYWHEEL_FILES}evaluations.json`;
+const PROGRESS_FILE = `${FLYWHEEL_FILES}progress.json`;
+
+interface ProgressRecord {
+  loss?: number;
+  epoch: number;
+  tokensPerSecond: number;
+  weightsSha256?: string;
+}
+
+type ExternalTrainingSpec = TrainingSpec & { external: ExternalTrainerSpec };
+
+function policiesOf(spec: TrainingSpec): RetentionPolicy[] {
+  const policies: RetentionPolicy[] = [keepLastN(spec.retention.keepLast)];
+  if (spec.retention.milestoneEvery) policies.push(keepEveryNSteps(spec.retention.milestoneEvery));
+  if (spec.retention.keepBestByValLoss) policies.push(keepBestN(spec.retention.keepBestByValLoss, 'valLoss', 'min'));
+  return policies;
+}
+
+/** Identifies a checkpoint's weights: the trainer's own hash, or one over its files' names and hashes. */
+function filesDigest(files: { name: string; sha256: string }[]): string {
+  const own = files.filter((f) => !f.name.startsWith(FLYWHEEL_FILES)).sort((a, b) => (a.name < b.name ? -1 : 1));
+  return sha256Hex(canonicalJson(own.map((f) => [f.name, f.sha256])));
+}
+
+/** Local scratch of external trainers on this worker: set TMPDIR to a large local disk on train workers. */
+function scratchDir(): string {
+  return join(tmpdir(), 'flywheel-external');
+}
+
+/**
+ * Runs an external trainer (a torchrun or deepspeed command from `spec.external`) for one segment: restores the
+ * newest checkpoint that verifies into a local folder it resumes from, starts the command in its own process group
+ * with the dataset and checkpoint folders in its environment, and reads its JSON-lines progress. Each checkpoint it
+ * reports is saved to hot:// with a manifest, committed to warm:// and retained by the spec's policies, exactly
+ * like the built-in trainer's. Cancellation, a stall or a timeout terminates the process group (SIGTERM, then
+ * SIGKILL); a crash is retried from the last checkpoint; a configuration exit code fails the run with the tail of
+ * the trainer's stderr.
+ */
+export function createExternalTrainingActivities({ store }: { store: TieredStore }) {
+  return {
+    async externalSegment(input: SegmentInput): Promise<SegmentSummary> {
+      return withFailureMapping(async () => {
+        const spec = withExternal(input.spec);
+        const ctx = Context.current();
+        const checkpoints = new CheckpointManager({
+          store,
+          runPrefix: `runs/${spec.run}/checkpoints`,
+          policy: policiesOf(spec),
+          onWarning: (w) => ctx.log.warn(`skipped a checkpoint copy: ${w.message}`),
+        });
+        const specDigest = externalSpecDigest(spec);
+        // One folder per run and store, so two deployments sharing a machine never share a work folder.
+        const storeId = sha256Hex(store.backendUri(checkpoints.layout.latestUri())).slice(0, 12);
+        const work = await prepareWorkDir(join(scratchDir(), 'runs', `${spec.run}-${storeId}`));
+        const commits: Promise<unknown>[] = [];
+        const saved: number[] = [];
+        try {
+          const restored = await restoreLatest(checkpoints, specDigest, work.resume, ctx);
+          const progress = new SegmentProgress(spec, restored.start, input);
+          let weightsSha256 = restored.weightsSha256;
+          let stopped: 'cancelled' | 'requested' | undefined;
+          if (progress.start < progress.until && !progress.patienceSpent) {
+            const dataset = await localizeDataset(store, spec.dataset, join(scratchDir(), 'shards'), work.datasetFile);
+            const launch = trainerLaunch({
+              spec,
+              work,
+              dataset,
+              start: progress.start,
+              until: progress.until,
+              attempt: ctx.info.attempt,
+            });
+            let pid: number | undefined;
+            const heartbeat = () => ctx.heartbeat({ step: progress.lastStep, loss: progress.loss, pid });
+            const beat = setInterval(heartbeat, 1_000);
+            let stopAtCheckpoint = false;
+
+            const saveCheckpoint = async (step: number, files: string[] | undefined, weights: string | undefined) => {
+              const folder = checkpointFolder(work.checkpoints, step);
+              const names = await checkpointFileNames(folder, step, files);
+              const evaluated = progress.evaluations.at(-1);
+              const record: ProgressRecord = {
+                loss: progress.loss,
+                epoch: progress.epoch,
+                tokensPerSecond: progress.tokensPerSecond,
+                weightsSha256: weights,
+              };
+              const started = process.hrtime.bigint();
+              const checkpoint = await checkpoints.save(
+                step,
+                {
+                  ...checkpointFileBodies(folder, names),
+                  [EVALUATIONS_FILE]: JSON.stringify(progress.evaluations),
+                  [PROGRESS_FILE]: JSON.stringify(record),
+                },
+                {
+                  runId: spec.run,
+                  epoch: progress.epoch,
+                  specDigest,
+                  metrics: {
+                    ...(progress.loss === undefined ? {} : { loss: progress.loss }),
+                    ...(evaluated?.step === step ? { valLoss: evaluated.valLoss } : {}),
+                  },
+                },
+              );
+              const manifest = await readManifest(store, checkpoint.manifest);
+              recordCheckpoint(ctx.metricMeter, {
+                bytes: manifest.objects.reduce((sum, o) => sum + o.bytes, 0),
+                seconds: Number(process.hrtime.bigint() - started) / 1e9,
+              });
+              weightsSha256 =
+                weights ??
+                filesDigest(checkpoint.meta.files.map((name, i) => ({ name, sha256: manifest.objects[i].sha256 })));
+              progress.committed(step);
+              saved.push(step);
+              // Committed to warm while the trainer goes on; awaited before the segment reports done.
+              const commit = checkpoints.commitToWarm(step);
+              commit.catch(() => undefined);
+              commits.push(commit);
+              await rm(folder, { recursive: true, force: true });
+            };
+
+            const onEvent = async (event: ProtocolEvent, trainer: RunningTrainer) => {
+              if (event.event === 'step') progress.step(event);
+              else if (event.event === 'eval') {
+                progress.eval(event);
+                stopAtCheckpoint ||= progress.patienceSpent;
+              } else if (event.event === 'checkpoint') {
+                progress.checkpoint(event);
+                await saveCheckpoint(event.step, event.files, event.weightsSha256);
+                if (stopAtCheckpoint) trainer.stop();
+              } else progress.done(event);
+              heartbeat();
+            };
+
+            try {
+              const outcome = await runExternalTrainer({
+                launch: { ...launch, cwd: spec.external.cwd },
+                progressFile: spec.external.report === 'file' ? work.progressFile : undefined,
+                stallTimeoutMs: spec.external.stallTimeoutSeconds * 1000,
+                timeoutMs: spec.external.timeoutSeconds === undefined ? undefined : spec.external.timeoutSeconds * 1000,
+                killGraceMs: spec.external.killGraceSeconds * 1000,
+                nonRetryableExitCodes: spec.external.nonRetryableExitCodes,
+                signal: ctx.cancellationSignal,
+                onStart: (trainer) => {
+                  pid = trainer.pid;
+                  heartbeat();
+                  recordTrainer(work, trainer.pid).catch((err: Error) =>
+                    ctx.log.warn(`could not record the trainer's pid: ${err.message}`),
+                  );
+                },
+                onEvent,
+                onText: (line, stream) => ctx.log.debug(`trainer ${stream}: ${line}`),
+              });
+              stopped = outcome.stopped;
+            } finally {
+              clearInterval(beat);
+            }
+          }
+          await Promise.all(commits);
+          const step = progress.lastCheckpoint ?? progress.start;
+          if (stopped === 'cancelled') {
+            const reason: unknown = ctx.cancellationSignal.reason;
+            if (!ctx.cancellationDetails?.cancelRequested && reason instanceof Error) throw reason;
+            throw new CancelledFailure(
+              `training cancelled; the external trainer was stopped (last checkpoint: step ${step})`,
+            );
+          }
+          const final = progress.evaluations.filter((e) => e.step <= step).at(-1);
+          if (final === undefined) {
+            throw protocolError(
+              `no eval event by step ${step}; print {"event":"eval","step":N,"valLoss":x} at least at ` +
+                'FLYWHEEL_UNTIL_STEP, before the checkpoint',
+            );
+          }
+          await checkpoints.applyRetention();
+          recordTraining(ctx.metricMeter, { tokensPerSecond: progress.tokensPerSecond });
+          return {
+            step,
+            epoch: progress.atCheckpoint.epoch,
+            loss: progress.atCheckpoint.loss ?? final.loss,
+            valLoss: final.valLoss,
+            perplexity: final.perplexity,
+            tokensPerSecond: progress.tokensPerSecond,
+            resumedFrom: progress.start,
+            checkpoints: saved,
+            weightsSha256: weightsSha256 ?? '',
+            firstLoss: progress.firstLoss,
+            evaluations: progress.evaluationsAfter(input.from),
+            earlyStop: progress.earlyStop,
+            stoppedEarly: stopped === 'requested' || progress.patienceSpent,
+          };
+        } finally {
+          await checkpoints.drain().catch(() => undefined);
+          await removeWorkDir(work).catch(() => undefined);
+        }
+      });
+    },
+  };
+}
+
+function withExternal(spec: TrainingSpec): ExternalTrainingSpec {
+  if (spec.external === undefined) {
+    throw new InvalidSpec('trainingRun', [
+      { field: 'external', message: 'externalSegment runs only specs with external' },
+    ]);
+  }
+  return spec as ExternalTrainingSpec;
+}
+
+function parseRecord<T>(bytes: Buffer | undefined): T | undefined {
+  return bytes === undefined ? undefined : (JSON.parse(bytes.toString('utf8')) as T);
+}
+
+/**
+ * Writes the newest checkpoint that verifies (hot, then warm, then cold) into `folder` for the trainer to resume
+ * from, and returns where it stands; a run without checkpoints starts at step 0.
+ */
+async function restoreLatest(
+  checkpoints: CheckpointManager,
+  specDigest: string,
+  folder: string,
+  ctx: Context,
+): Promise<{ start: SegmentStart; weightsSha256?: string }> {
+  let restored;
+  try {
+    restored = await checkpoints.restoreLatest({ expect: { specDigest } });
+  } catch (err) {
+    if (err instanceof CheckpointNotFound) return { start: { step: 0, evaluations: [] } };
+    throw err;
+  }
+  for (const skipped of restored.skipped)
+    ctx.log.warn(`checkpoint step ${skipped.step} in ${skipped.tier} did not verify: ${skipped.message}`);
+  const files = Object.entries(restored.files);
+  await writeCheckpointFolder(folder, Object.fromEntries(files.filter(([name]) => !name.startsWith(FLYWHEEL_FILES))));
+  const record = parseRecord<ProgressRecord>(restored.files[PROGRESS_FILE]);
+  return {
+    start: {
+      step: restored.step,
+      evaluations: parseRecord<Evaluation[]>(restored.files[EVALUATIONS_FILE]) ?? [],
+      loss: record?.loss,
+      epoch: record?.epoch ?? restored.meta.epoch,
+    },
+    weightsSha256:
+      record?.weightsSha256 ?? filesDigest(files.map(([name, bytes]) => ({ name, sha256: sha256Hex(bytes) }))),
+  };
+}

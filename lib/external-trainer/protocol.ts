@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import { protocolError } from './errors';
+
+const step = z.number().int().min(0);
+const finite = z.number().refine(Number.isFinite, 'a finite number');
+
+/** One optimizer step done. */
+export const StepEvent = z.object({
+  event: z.literal('step'),
+  step: step.min(1),
+  loss: finite,
+  tokensPerSecond: z.number().min(0).default(0),
+  epoch: step.optional(),
+});
+
+/** A validation score at `step`; early stopping and the run's validation-loss curve use these. */
+export const EvalEvent = z.object({ event: z.literal('eval'), step, valLoss: finite });
+
+/**
+ * A checkpoint is complete in FLYWHEEL_CHECKPOINT_DIR/step-<step>/: `files` are paths inside that folder (every
+ * file in it when left out). `weightsSha256`, when given, identifies the weights (equal weights, equal hash).
+ */
+export const CheckpointEvent = z.object({
+  event: z.literal('checkpoint'),
+  step: step.min(1),
+  files: z.array(z.string().min(1)).min(1).optional(),
+  epoch: step.optional(),
+  weightsSha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits')
+    .optional(),
+});
+
+/** The segment is finished at `step` (= FLYWHEEL_UNTIL_STEP, checkpointed); the trainer exits 0 next. */
+export const DoneEvent = z.object({ event: z.literal('done'), step });
+
+export const ProtocolEvent = z.discriminatedUnion('event', [StepEvent, EvalEvent, CheckpointEvent, DoneEvent]);
+export type ProtocolEvent = z.infer<typeof ProtocolEvent>;
+export type StepEvent = z.infer<typeof StepEvent>;
+export type EvalEvent = z.infer<typeof EvalEvent>;
+export type CheckpointEvent = z.infer<typeof CheckpointEvent>;
+export type DoneEvent = z.infer<typeof DoneEvent>;
+
+export type ProtocolLine = { kind: 'event'; event: ProtocolEvent } | { kind: 'text'; line: string };
+
+const EVENTS = new Set(['step', 'eval', 'checkpoint', 'done']);
+// A launcher may prefix each rank's lines (torchrun --tee: "[default0]:"); the JSON object follows it.
+const JSON_LINE = /^\s*(?:\[[^\]]*\]:?\s*)?(\{.*\})\s*$/;
+
+/**
+ * One line of the trainer's output: a protocol event, or text to log. Only a JSON object whose `event` is one of
+ * ours must be well formed; anything else (logs, warnings, other JSON) is text. A malformed event throws.
+ */
+export function parseProtocolLine(line: string): ProtocolLine {
+  const match = JSON_LINE.exec(line);
+  if (!match) return { kind: 'text', line };
+  let value: unknown;
+  try {
+    value = JSON.parse(match[1]);
+  } catch {
+    return { kind: 'text', line };
+  }
+  const name = (value as { event?: unknown }).event;
+  if (typeof name !== 'string' || !EVENTS.has(name)) return { kind: 'text', line };
+  const parsed = ProtocolEvent.safeParse(value);
+  if (parsed.success) return { kind: 'event', event: parsed.data };
+  const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(line)'}: ${i.message}`).join('; ');
+  throw protocolError(`malformed ${name} event ${truncate(match[1])}: ${problems}`);
+}
+
+function truncate(text: string, max = 300): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
+}
