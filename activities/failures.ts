@@ -1,10 +1,11 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { StorageError } from '../lib/storage/errors';
 import { InvalidSpec } from '../lib/spec/invalid-spec';
 import { CollectError } from '../lib/collect/errors';
 import { RegistryError } from '../lib/registry/errors';
 import { DatasetVersionExists } from '../lib/pipeline/commit-dataset';
 import { CheckpointMismatch, DatasetTooSmall, MalformedShard, MalformedTrainerState } from '../lib/train/errors';
+import { ExternalTrainerError } from '../lib/external-trainer/errors';
 
 /**
  * Maps domain errors to Temporal failures: transient ones are retried by the activity's retry policy,
@@ -47,6 +48,16 @@ export function toActivityFailure(err: unknown): unknown {
       cause: err,
     });
   }
+  if (err instanceof ExternalTrainerError) {
+    // A crash, stall or timeout is retried from the last checkpoint; bad configuration or protocol is not.
+    return ApplicationFailure.create({
+      message: err.message,
+      type: err.type,
+      nonRetryable: !err.retryable,
+      details: [{ exitCode: err.exitCode, signal: err.signal, stderrTail: err.stderrTail }],
+      cause: err,
+    });
+  }
   if (err instanceof DatasetVersionExists) {
     return ApplicationFailure.create({ message: err.message, type: err.type, nonRetryable: true });
   }
@@ -61,10 +72,33 @@ export function toActivityFailure(err: unknown): unknown {
   return err;
 }
 
-/** Runs an activity body, translating what it throws. */
+/**
+ * Re-sends the activity's latest heartbeat details every few seconds while its body runs, so a live worker is never
+ * taken for dead between progress reports (an upload, a listing, a retried store call), and the heartbeat timeouts
+ * can stay short enough to notice a dead worker quickly. A blocked event loop or a dead process still goes silent.
+ */
+function keepAlive<T>(body: () => Promise<T>, everyMs = 5000): Promise<T> {
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    return body(); // called outside an activity (a unit test of the body)
+  }
+  const send = ctx.heartbeat;
+  let last: unknown = ctx.info.heartbeatDetails; // an earlier attempt's cursor stays until this one reports
+  (ctx as { heartbeat: (details?: unknown) => void }).heartbeat = (details?: unknown) => {
+    last = details;
+    send(details);
+  };
+  const timer = setInterval(() => send(last), everyMs);
+  timer.unref();
+  return body().finally(() => clearInterval(timer));
+}
+
+/** Runs an activity body, translating what it throws, and keeps its heartbeat alive. */
 export async function withFailureMapping<T>(body: () => Promise<T>): Promise<T> {
   try {
-    return await body();
+    return await keepAlive(body);
   } catch (err) {
     throw toActivityFailure(err);
   }

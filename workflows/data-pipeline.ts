@@ -33,16 +33,17 @@ export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
   const digest = specDigest(spec);
   const runKey = { dataset: spec.dataset, version: spec.version, digest };
 
+  // Activities heartbeat every few seconds: a worker that dies is noticed within 30 s and its work retried elsewhere.
   const io = proxyActivities<FlywheelActivities>({
     taskQueue: taskQueueFor('io'),
     startToCloseTimeout: '2 hours',
-    heartbeatTimeout: '2 minutes',
+    heartbeatTimeout: '30 seconds',
     retry,
   });
   const cpu = proxyActivities<FlywheelActivities>({
     taskQueue: taskQueueFor('cpu'),
     startToCloseTimeout: '6 hours',
-    heartbeatTimeout: '2 minutes',
+    heartbeatTimeout: '30 seconds',
     retry,
   });
 
