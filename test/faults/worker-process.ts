@@ -1,0 +1,55 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+
+const root = path.join(__dirname, '..', '..');
+
+/** A `flywheel worker` child process: the thing a fault scenario kills. */
+export interface WorkerProcess {
+  child: ChildProcess;
+  /** Everything it printed so far (stdout and stderr). */
+  output(): string;
+  /** Resolves once it polls its queues. */
+  ready: Promise<void>;
+  /** SIGKILL, and resolves when it is gone. */
+  kill(): Promise<void>;
+  /** SIGTERM (graceful drain), SIGKILL after a grace period. */
+  stop(): Promise<void>;
+}
+
+export function startWorker(env: Record<string, string>): WorkerProcess {
+  const child = spawn(process.execPath, [path.join(root, 'bin', 'flywheel.js'), 'worker'], {
+    cwd: root,
+    env: { ...process.env, FLYWHEEL_METRICS_PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let seen = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ready = new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (seen.length > 1 << 20) seen = seen.slice(-(1 << 19));
+      if (/\[flywheel\] worker on /.test(seen)) resolve();
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    void exited.then(() => reject(new Error(`the worker exited (${child.exitCode ?? child.signalCode}):\n${seen}`)));
+  });
+  ready.catch(() => undefined); // a scenario that never waits for it must not see an unhandled rejection
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  return {
+    child,
+    output: () => seen,
+    ready,
+    async kill() {
+      if (alive()) child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      if (!alive()) return;
+      child.kill('SIGTERM');
+      const force = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(force);
+    },
+  };
+}
