@@ -3,6 +3,7 @@ import { StorageError } from '../lib/storage/errors';
 import { InvalidSpec } from '../lib/spec/invalid-spec';
 import { CollectError } from '../lib/collect/errors';
 import { RegistryError } from '../lib/registry/errors';
+import { CorruptFeedbackPartition } from '../lib/feedback/errors';
 import { DatasetVersionExists } from '../lib/pipeline/commit-dataset';
 import { CheckpointMismatch, DatasetTooSmall, MalformedShard, MalformedTrainerState } from '../lib/train/errors';
 import { ExternalTrainerError } from '../lib/external-trainer/errors';
@@ -57,6 +58,9 @@ export function toActivityFailure(err: unknown): unknown {
       details: [{ exitCode: err.exitCode, signal: err.signal, stderrTail: err.stderrTail }],
       cause: err,
     });
+  }
+  if (err instanceof CorruptFeedbackPartition) {
+    return ApplicationFailure.create({ message: err.message, type: err.type, nonRetryable: true, details: [err.uri] });
   }
   if (err instanceof DatasetVersionExists) {
     return ApplicationFailure.create({ message: err.message, type: err.type, nonRetryable: true });

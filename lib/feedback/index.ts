@@ -1,0 +1,5 @@
+export * from './partitions';
+export * from './read';
+export * from './batcher';
+export * from './errors';
+export * from './settings';
