@@ -1,12 +1,15 @@
+import type { CollectReach } from '../lib/collect/context';
 import type { TieredStore } from '../lib/storage';
 import { createPipelineActivities } from './pipeline';
 import { createStorageCheckActivities } from './storage-check';
 import { createTrainingActivities } from './training';
+import { createExternalTrainingActivities } from './external-training';
+import { createFeedbackActivities } from './feedback';
+import { createFlywheelActivities } from './flywheel';
 
-export interface ActivityDeps {
+/** The store, and the folders, buckets and hosts collection may read (each unrestricted when left out). */
+export interface ActivityDeps extends CollectReach {
   store: TieredStore;
-  /** Local folders collection may read; unrestricted when left out. */
-  allowedRoots?: string[];
 }
 
 /** Every activity Flywheel's workers register; workflows route each call to the queue of its resource. */
@@ -15,6 +18,9 @@ export function createActivities(deps: ActivityDeps) {
     ...createStorageCheckActivities(deps),
     ...createPipelineActivities(deps),
     ...createTrainingActivities(deps),
+    ...createExternalTrainingActivities(deps),
+    ...createFeedbackActivities(deps),
+    ...createFlywheelActivities(deps),
   };
 }
 

@@ -6,11 +6,18 @@ import { formatFigures, formatTable, runBenchmark, type Benchmark, type Benchmar
 import { storageBenchmarks } from './storage.bench';
 import { pipelineBenchmarks } from './pipeline.bench';
 import { dedupBenchmarks } from './dedup.bench';
+import { trainBenchmarks, trainFigures } from './train.bench';
+import { feedbackFigures } from './feedback.bench';
 
 /** `npm run bench [-- name-filter]`: every registered benchmark, a table on stdout, the numbers in a JSON file. */
 async function main() {
   const filter = process.argv[2];
-  const all: Benchmark[] = [...storageBenchmarks(), ...pipelineBenchmarks(), ...dedupBenchmarks()];
+  const all: Benchmark[] = [
+    ...storageBenchmarks(),
+    ...pipelineBenchmarks(),
+    ...dedupBenchmarks(),
+    ...trainBenchmarks(),
+  ];
   const selected = filter ? all.filter((b) => b.name.includes(filter)) : all;
   const results: BenchmarkResult[] = [];
   for (const b of selected) {
@@ -18,7 +25,11 @@ async function main() {
     results.push(await runBenchmark(b));
   }
   console.log(formatTable(results));
-  const figures = !filter || 'pipeline'.includes(filter) ? pipelineFigures() : [];
+  const figures = [
+    ...(!filter || 'pipeline'.includes(filter) ? pipelineFigures() : []),
+    ...(!filter || 'training'.includes(filter) ? await trainFigures() : []),
+    ...(!filter || 'feedback'.includes(filter) ? await feedbackFigures() : []),
+  ];
   if (figures.length) console.log('\n' + formatFigures(figures));
   const out = path.resolve(process.env.FLYWHEEL_HOME ?? '.flywheel', 'bench', 'results.json');
   fs.mkdirSync(path.dirname(out), { recursive: true });

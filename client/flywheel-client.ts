@@ -1,4 +1,11 @@
-import { WorkflowIdReusePolicy, type Client, type WorkflowHandle } from '@temporalio/client';
+import {
+  ScheduleOverlapPolicy,
+  WorkflowIdReusePolicy,
+  type ScheduleHandle,
+  type Client,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { taskQueueName } from '../lib/config';
 import { specDigest } from '../lib/spec/digest';
 import { parseSpec } from '../lib/spec/invalid-spec';
@@ -6,7 +13,20 @@ import { StorageCheckSpec, type StorageCheckInput, type StorageCheckResult } fro
 import { PipelineSpec, pipelineWorkflowId, type PipelineInput } from '../lib/spec/pipeline';
 import type { DatasetSummary, PipelineProgress } from '../lib/spec/pipeline-results';
 import { TrainingSpec, trainingWorkflowId, type TrainingInput } from '../lib/spec/training';
-import type { dataPipeline, storageCheck, StorageCheckProgress, trainingRun } from '../workflows';
+import type { dataPipeline, flywheelRun, storageCheck, StorageCheckProgress, trainingRun } from '../workflows';
+import {
+  durationMs,
+  FlywheelSpec,
+  flywheelScheduleId,
+  flywheelWorkflowId,
+  type FlywheelInput,
+  type FlywheelResult,
+} from '../lib/spec/flywheel';
+import { FeedbackBatcher, type FeedbackBatcherOptions } from '../lib/feedback/batcher';
+import type { FeedbackLedgerProgress } from '../lib/spec/feedback';
+import { submitFeedbackBatch, type FeedbackClientOptions, type FeedbackReceipt } from './feedback';
+
+export type { FeedbackClientOptions, FeedbackReceipt } from './feedback';
 
 /** Another spec's run holds this dataset version's workflow id. */
 export class PipelineAlreadyRunning extends Error {
@@ -27,7 +47,7 @@ export class PipelineAlreadyRunning extends Error {
 export class FlywheelClient {
   constructor(
     readonly client: Client,
-    readonly opts: { taskQueuePrefix?: string } = {},
+    readonly opts: { taskQueuePrefix?: string; feedback?: FeedbackClientOptions } = {},
   ) {}
 
   private get workflowQueue(): string {
@@ -89,7 +109,7 @@ export class FlywheelClient {
   }
 
   /** Starts a training run as `train-<run>`; starting it again while it runs attaches to it. */
-  async startTraining(input: TrainingInput): Promise<WorkflowHandle<typeof trainingRun>> {
+  async startTraining(input: TrainingInput): Promise<WorkflowHandleWithFirstExecutionRunId<typeof trainingRun>> {
     const spec = parseSpec('trainingRun', TrainingSpec, input);
     return this.client.workflow.start<typeof trainingRun>('trainingRun', {
       args: [spec],
@@ -105,7 +125,83 @@ export class FlywheelClient {
     return (await this.startTraining(input)).result();
   }
 
+  /**
+   * Starts one turn of the flywheel as `flywheel-<model>-<date>` (UTC day of `at`, default now); starting it again
+   * the same day attaches to that day's run while it runs.
+   */
+  async startFlywheel(
+    input: FlywheelInput,
+    opts: { at?: Date } = {},
+  ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof flywheelRun>> {
+    const spec = parseSpec('flywheelRun', FlywheelSpec, input);
+    return this.client.workflow.start<typeof flywheelRun>('flywheelRun', {
+      args: [spec],
+      taskQueue: this.workflowQueue,
+      workflowId: flywheelWorkflowId(spec.model, opts.at ?? new Date()),
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      memo: { model: spec.model, gate: spec.gate.primary, schedule: spec.schedule.cron },
+    });
+  }
+
+  async runFlywheel(input: FlywheelInput, opts: { at?: Date } = {}): Promise<FlywheelResult> {
+    return (await this.startFlywheel(input, opts)).result();
+  }
+
+  /**
+   * The nightly flywheel as a Temporal Schedule `flywheel-<model>`: the spec's cron and time zone, overlapping
+   * runs skipped, missed runs started only within the catch-up window, paused after a failed run.
+   */
+  async createFlywheelSchedule(input: FlywheelInput): Promise<ScheduleHandle> {
+    const spec = parseSpec('flywheelRun', FlywheelSpec, input);
+    return this.client.schedule.create({
+      scheduleId: flywheelScheduleId(spec.model),
+      spec: { cronExpressions: [spec.schedule.cron], timezone: spec.schedule.timezone },
+      action: {
+        type: 'startWorkflow',
+        workflowType: 'flywheelRun',
+        args: [spec],
+        taskQueue: this.workflowQueue,
+        // Temporal appends the scheduled time: flywheel-<model>-2026-11-27T02:00:00Z.
+        workflowId: `flywheel-${spec.model}`,
+        memo: { model: spec.model, gate: spec.gate.primary, schedule: spec.schedule.cron },
+      },
+      policies: {
+        overlap: ScheduleOverlapPolicy.SKIP,
+        catchupWindow: durationMs(spec.schedule.catchupWindow),
+        pauseOnFailure: true,
+      },
+      memo: { model: spec.model, cron: spec.schedule.cron, timezone: spec.schedule.timezone },
+    });
+  }
+
+  flywheelSchedule(model: string): ScheduleHandle {
+    return this.client.schedule.getHandle(flywheelScheduleId(model));
+  }
+
   async storageCheckProgress(workflowId: string): Promise<StorageCheckProgress> {
     return this.client.workflow.getHandle(workflowId).query<StorageCheckProgress>('progress');
+  }
+
+  /**
+   * Feedback from a service: validates every event (a bad one refuses the whole batch, naming each bad event and
+   * field), then sends each day-and-shard ledger its share with Update-with-Start. Resolves once every event is in a
+   * ledger's history, so a worker crash after this loses nothing. Ids a ledger already has are dropped.
+   */
+  async submitFeedback(events: readonly unknown[], opts: FeedbackClientOptions = {}): Promise<FeedbackReceipt> {
+    const merged = { ...this.opts.feedback, ...opts, ledger: { ...this.opts.feedback?.ledger, ...opts.ledger } };
+    return submitFeedbackBatch(this.client, this.workflowQueue, events, merged);
+  }
+
+  /** Batches single events from request handlers into few large submits; see FeedbackBatcher. */
+  feedbackBatcher(opts: FeedbackBatcherOptions = {}): FeedbackBatcher {
+    return new FeedbackBatcher((events) => this.submitFeedback(events), {
+      maxEventBytes: this.opts.feedback?.maxEventBytes,
+      ...opts,
+    });
+  }
+
+  async feedbackProgress(workflowId: string): Promise<FeedbackLedgerProgress> {
+    return this.client.workflow.getHandle(workflowId).query<FeedbackLedgerProgress>('progress');
   }
 }

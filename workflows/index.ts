@@ -1,3 +1,5 @@
 export * from './storage-check';
 export * from './data-pipeline';
 export * from './training-run';
+export * from './feedback-ledger';
+export * from './flywheel-run';
