@@ -4,18 +4,16 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, describeVariables, loadConfig, TASK_QUEUE_ROLES, type TaskQueueRole } from '../lib/config';
 import { InvalidSpec } from '../lib/spec/invalid-spec';
 import type { StorageCheckInput } from '../lib/spec/storage-check';
-import type { PipelineInput } from '../lib/spec/pipeline';
-import type { TrainingInput } from '../lib/spec/training';
-import { describeDataset, followPipeline, readSpecFile, registerPipelineCommands } from './commands/pipeline';
+import { registerPipelineCommands } from './commands/pipeline';
 import { registerDedupCommand } from './commands/dedup';
 import { registerPlanCommand } from './commands/plan';
-import { describeTraining, followTraining, registerTrainCommands } from './commands/train';
+import { registerTrainCommands } from './commands/train';
 import { registerCodecServerCommand } from './commands/codec-server';
-
-/** The embedded default's main job: the data pipeline on the bundled sample corpus. */
-const MAIN_JOB_SPEC = path.join(__dirname, '..', 'examples', 'sample-pipeline.json');
-/** ...followed by a short training run on the dataset it made. */
-const MAIN_TRAINING_SPEC = path.join(__dirname, '..', 'examples', 'sample-training.json');
+import { registerFeedbackCommands } from './commands/feedback';
+import { registerStatusCommand } from './commands/status';
+import { registerReportCommand } from './commands/report';
+import { registerModelsCommands } from './commands/models';
+import { registerFlywheelCommands } from './commands/flywheel';
 
 // Commands load the SDK (and its native bridge) only when they need it, so `--help` and `config` answer at once.
 // Plain require keeps one CommonJS module graph (a dynamic import() would load a second copy through the ESM loader).
@@ -29,6 +27,7 @@ const workerMain = lazy(() => require('../worker/main') as typeof import('../wor
 const workerSet = lazy(() => require('../worker/workers') as typeof import('../worker/workers'));
 const connection = lazy(() => require('./connection') as typeof import('./connection'));
 const embedded = lazy(() => require('./embedded') as typeof import('./embedded'));
+const mainJob = lazy(() => require('./main-job') as typeof import('./main-job'));
 const flywheelClient = lazy(() => require('./flywheel-client') as typeof import('./flywheel-client'));
 const codecServerModule = lazy(() => require('./commands/codec-server') as typeof import('./commands/codec-server'));
 const payloadCodecModule = lazy(() => require('../worker/payload-codec') as typeof import('../worker/payload-codec'));
@@ -71,36 +70,12 @@ async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
   let record: Record<string, unknown> = {};
   try {
     const client = new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
-    const spec = readSpecFile(MAIN_JOB_SPEC);
-    const handle = await client.startPipeline(spec as PipelineInput);
-    log(
-      opts,
-      `Main job: data pipeline ${handle.workflowId} on the bundled sample corpus (${path.relative(process.cwd(), MAIN_JOB_SPEC)})`,
-    );
-    const pipeline = await followPipeline(handle, (line) => log(opts, line));
-    for (const line of describeDataset(pipeline)) log(opts, line);
-    const trainingSpec = readSpecFile(MAIN_TRAINING_SPEC) as TrainingInput;
-    const trainingHandle = await client.startTraining({ ...trainingSpec, dataset: pipeline.manifest.uri });
-    log(opts, `Training: workflow ${trainingHandle.workflowId} on ${pipeline.manifest.uri}`);
-    const trained = await followTraining(trainingHandle, (line) => log(opts, line));
-    for (const line of describeTraining(trained)) log(opts, line);
+    const job = await (await mainJob()).runMainJob(client, config, (line) => log(opts, line));
     record = {
-      job: 'dataPipeline',
-      workflowId: handle.workflowId,
+      ...job,
       temporal: { address: temporal.address, uiUrl: temporal.uiUrl, startedHere: Boolean(temporal.server) },
       metricsUrl,
       tiers: config.tiers,
-      pipeline,
-      training: {
-        workflowId: trainingHandle.workflowId,
-        steps: trained.step,
-        firstLoss: trained.firstLoss,
-        lastLoss: trained.loss,
-        valLoss: trained.valLoss,
-        perplexity: trained.perplexity,
-        checkpoints: trained.checkpoints,
-        weightsSha256: trained.weightsSha256,
-      },
     };
   } catch (err) {
     failure = err;
@@ -223,8 +198,20 @@ export function buildCli(): Command {
   registerDedupCommand(program);
   registerPlanCommand(program);
   registerCodecServerCommand(program);
+  registerFeedbackCommands(program);
+  registerStatusCommand(program, { connect: async () => (await connection()).connectClient(loadConfig()) });
+  registerReportCommand(program, { connect: async () => (await connection()).connectClient(loadConfig()) });
+  registerModelsCommands(program);
 
   registerTrainCommands(program, {
+    connect: async () => {
+      const config = loadConfig();
+      const [{ connectClient }, { FlywheelClient }] = await Promise.all([connection(), flywheelClient()]);
+      return new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
+    },
+  });
+
+  registerFlywheelCommands(program, {
     connect: async () => {
       const config = loadConfig();
       const [{ connectClient }, { FlywheelClient }] = await Promise.all([connection(), flywheelClient()]);
