@@ -95,8 +95,8 @@ describe('worker and embedded processes', () => {
   );
 
   it(
-    '`flywheel start` runs the pipeline on the sample corpus with an existing server and writes last-run.json',
-    { timeout: 120_000 },
+    '`flywheel start` runs pipeline, training, feedback and flywheel on the sample corpus with an existing server',
+    { timeout: 300_000 },
     async () => {
       const address = await temporalAddress();
       const home = tempHome();
@@ -116,8 +116,19 @@ describe('worker and embedded processes', () => {
       const record = JSON.parse(fs.readFileSync(path.join(home, 'last-run.json'), 'utf8'));
       assert.equal(record.ok, true);
       assert.equal(record.temporal.startedHere, false);
-      assert.equal(record.job, 'dataPipeline');
+      assert.equal(record.job, 'dataPipeline → trainingRun → flywheelRun');
       assert.equal(record.training.steps, 100);
+      assert.deepEqual(
+        record.training.evaluations.map((e: { step: number }) => e.step),
+        [25, 50, 75, 100],
+      );
+      assert.deepEqual([record.model.name, record.model.version], ['sample', 'v1']);
+      assert.ok(record.model.sample.startsWith('Call me Ishmael.'));
+      assert.ok(record.flywheel.events > 0, 'a day of feedback went through the client');
+      assert.ok(record.flywheel.newDocs > 0 && record.flywheel.newDocs <= record.flywheel.events);
+      assert.ok(['promote', 'reject'].includes(record.flywheel.decision), record.flywheel.decision);
+      assert.equal(record.flywheel.champion, record.flywheel.decision === 'promote' ? 'v2' : 'v1');
+      assert.ok(fs.existsSync(record.report), 'the run report is written');
       assert.ok(record.training.lastLoss < record.training.firstLoss, 'the loss goes down');
       assert.ok(Number.isFinite(record.training.valLoss));
       assert.equal(record.pipeline.dataset, 'sample');
