@@ -82,6 +82,8 @@ export function createTrainingActivities({ store }: { store: TieredStore }) {
         const validation = data.validation.length > trainer.shape.contextTokens + 1 ? data.validation : data.train;
         try {
           let resumedFrom = 0;
+          /** The training loss the restored checkpoint recorded: what a segment with nothing left to train reports. */
+          let restoredLoss: number | undefined;
           let evaluations: Evaluation[] = [];
           try {
             const restored = await checkpoints.restoreLatest({ expect: { specDigest: trainer.specDigest } });
@@ -89,6 +91,7 @@ export function createTrainingActivities({ store }: { store: TieredStore }) {
               ctx.log.warn(`checkpoint step ${skipped.step} in ${skipped.tier} did not verify: ${skipped.message}`);
             trainer.restore(restored.files);
             resumedFrom = restored.step;
+            restoredLoss = restored.meta.metrics.loss;
             const saved = restored.files[EVALUATIONS_FILE];
             evaluations = saved ? (JSON.parse(saved.toString('utf8')) as Evaluation[]) : [];
           } catch (err) {
@@ -104,7 +107,7 @@ export function createTrainingActivities({ store }: { store: TieredStore }) {
           const saved: number[] = [];
           const pending: Promise<unknown>[] = [];
           let firstLoss: number | undefined;
-          let last = { loss: NaN, tokensPerSecond: 0 };
+          let last = { loss: restoredLoss ?? NaN, tokensPerSecond: 0 };
           let stoppedEarly = patienceSpent();
           let cancelled = false;
           const untilNext = (every: number) => every - (trainer.step % every);
@@ -216,7 +219,8 @@ export function createTrainingActivities({ store }: { store: TieredStore }) {
           step: input.step,
           specDigest: restored.meta.specDigest,
           spec,
-          metrics: input.metrics,
+          // Only numbers: a metric that could not be measured is left out rather than registered as null.
+          metrics: Object.fromEntries(Object.entries(input.metrics).filter(([, v]) => Number.isFinite(v))),
           files,
         });
         // The first version of a model is its champion; later ones must earn it (the flywheel's gate, or by hand).

@@ -102,6 +102,13 @@ describe('the trainingRun workflow', () => {
       assert.equal(registered.dataset, dataset);
       assert.equal(registered.metrics.valLoss, result.valLoss);
 
+      // Started again after it finished, the run trains nothing, reports the same model and registers no new version.
+      const again = await flywheel.runTraining({ ...spec('plain'), evalEvery: 10 });
+      assert.equal(again.step, 60);
+      assert.equal(again.weightsSha256, result.weightsSha256);
+      assert.equal(again.loss, result.loss);
+      assert.deepEqual(again.model, { name: 'plain', version: 'v1' });
+
       // Fine-tuning from the registered model starts where it ended: its first loss is the base's last, not 7+.
       const tuned = await flywheel.runTraining({
         ...spec('tuned'),
