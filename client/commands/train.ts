@@ -25,7 +25,9 @@ export function describeTraining(r: TrainingResult): string[] {
   return [
     `trained ${r.step} steps in ${r.segments} segments: loss ${r.firstLoss?.toFixed(3) ?? '?'} → ${r.loss.toFixed(3)}, ` +
       `validation loss ${r.valLoss.toFixed(3)} (perplexity ${r.perplexity.toFixed(1)})`,
-    `checkpoints written at steps ${r.checkpoints.join(', ')}; weights sha256 ${r.weightsSha256.slice(0, 16)}…`,
+    (r.checkpoints.length
+      ? `checkpoints written at steps ${r.checkpoints.join(', ')}`
+      : 'nothing left to train: the run had finished before') + `; weights sha256 ${r.weightsSha256.slice(0, 16)}…`,
     ...(r.stoppedEarly ? [`stopped early at step ${r.step}: validation loss stopped improving`] : []),
     ...(r.model ? [`registered model ${r.model.name} ${r.model.version}`] : []),
   ];
