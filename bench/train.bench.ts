@@ -8,6 +8,7 @@ import { TrainingSpec } from '../lib/spec/training';
 import { createS3Client, FsStore, parseTierUri, S3Store, TieredStore, type ObjectStore } from '../lib/storage';
 import {
   createTrainer,
+  dot,
   mlpLayout,
   mlpTrainingFlopsPerToken,
   Xorshift128,
@@ -53,23 +54,6 @@ function syntheticTokens(count: number, seed: number): Uint32Array {
   const tokens = new Uint32Array(count);
   for (let i = 0; i < count; i++) tokens[i] = Math.floor(Math.exp(rng.nextFloat() * logMax));
   return tokens;
-}
-
-/** a[0..n) · b[o..o+n) with four partial sums: the trainer kernel's inner product, copied as it is. */
-function dot(a: Float64Array, b: Float64Array, o: number, n: number): number {
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  let k = 0;
-  for (; k + 3 < n; k += 4) {
-    s0 += a[k] * b[o + k];
-    s1 += a[k + 1] * b[o + k + 1];
-    s2 += a[k + 2] * b[o + k + 2];
-    s3 += a[k + 3] * b[o + k + 3];
-  }
-  for (; k < n; k++) s0 += a[k] * b[o + k];
-  return s0 + s1 + (s2 + s3);
 }
 
 /**

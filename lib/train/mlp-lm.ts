@@ -60,6 +60,31 @@ export function initializeMlp(shape: MlpShape, rng: Xorshift128): Float32Array {
   return params;
 }
 
+/** One named tensor of the model, row-major (for export formats such as safetensors). */
+export interface NamedTensor {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+/** The weights of a flat parameter vector as named tensors (copies). */
+export function mlpTensors(shape: MlpShape, params: Float32Array): NamedTensor[] {
+  const { vocabSize: V, contextTokens: C, embeddingDim: D, hiddenDim: H } = shape;
+  const l = mlpLayout(shape);
+  const t = (name: string, dims: number[], from: number, to: number) => ({
+    name,
+    shape: dims,
+    data: params.slice(from, to),
+  });
+  return [
+    t('embedding.weight', [V, D], l.embedding, l.hiddenWeight),
+    t('hidden.weight', [H, C * D], l.hiddenWeight, l.hiddenBias),
+    t('hidden.bias', [H], l.hiddenBias, l.outputWeight),
+    t('output.weight', [V, H], l.outputWeight, l.outputBias),
+    t('output.bias', [V], l.outputBias, l.parameters),
+  ];
+}
+
 /** A trained model as generation sees it: its vocabulary and the logits of the row that follows a context. */
 export interface LanguageModel {
   readonly shape: MlpShape;
@@ -263,7 +288,7 @@ export class MlpKernel {
 }
 
 /** a[0..n) · b[o..o+n), four partial sums (V8 does not vectorize; this halves the loop's dependency chain). */
-function dot(a: Float64Array, b: Float64Array, o: number, n: number): number {
+export function dot(a: Float64Array, b: Float64Array, o: number, n: number): number {
   let s0 = 0;
   let s1 = 0;
   let s2 = 0;

@@ -1,9 +1,16 @@
-import { createHash } from 'node:crypto';
 import { MalformedTrainerState } from './errors';
 import { generateText, type GenerationOptionsInput } from './generate';
-import { MlpKernel, mlpLayout, mlpNextTokenLogits, type LanguageModel, type MlpShape } from './mlp-lm';
+import {
+  MlpKernel,
+  mlpLayout,
+  mlpNextTokenLogits,
+  mlpTensors,
+  type LanguageModel,
+  type MlpShape,
+  type NamedTensor,
+} from './mlp-lm';
 import { toSafetensors } from './safetensors';
-import { TRAINER_FILES, TRAINER_STATE_FORMAT, type NamedTensor, type TrainerStateJson } from './trainer';
+import { readModelFiles, TRAINER_FILES, type TrainerStateJson } from './trainer';
 import { Vocabulary } from './vocabulary';
 
 /**
@@ -27,28 +34,14 @@ export class TrainedModel implements LanguageModel {
   }
 
   static fromFiles(files: Record<string, Buffer>): TrainedModel {
-    const stateBytes = files[TRAINER_FILES.state];
-    if (!stateBytes) throw new MalformedTrainerState(`model files lack ${TRAINER_FILES.state}`);
-    let state: TrainerStateJson;
-    try {
-      state = JSON.parse(stateBytes.toString('utf8')) as TrainerStateJson;
-    } catch (err) {
-      throw new MalformedTrainerState(`${TRAINER_FILES.state} is not JSON: ${(err as Error).message}`);
-    }
-    if (state.format !== TRAINER_STATE_FORMAT)
-      throw new MalformedTrainerState(`${TRAINER_FILES.state} has format ${String(state.format)}`);
-    const want = (name: string, count: number) => {
-      const bytes = files[name];
-      if (!bytes || bytes.length !== count * 4)
-        throw new MalformedTrainerState(`${name} has ${bytes?.length ?? 0} bytes, expected ${count * 4}`);
-      // Copied into a fresh, aligned buffer: Buffers from a pool may start at any offset.
-      return new Uint8Array(bytes);
-    };
-    const ids = new Uint32Array(want(TRAINER_FILES.vocab, state.shape.vocabSize - 1).buffer);
-    if (createHash('sha256').update(new Uint8Array(ids.buffer)).digest('hex') !== state.vocabularySha256)
-      throw new MalformedTrainerState(`${TRAINER_FILES.vocab} does not match the vocabulary digest`);
-    const params = new Float32Array(want(TRAINER_FILES.weights, mlpLayout(state.shape).parameters).buffer);
-    return new TrainedModel(state, new Vocabulary(ids), params);
+    const { state, vocabulary, weights } = readModelFiles(files);
+    const parameters = mlpLayout(state.shape).parameters;
+    if (weights.length !== parameters * 4)
+      throw new MalformedTrainerState(
+        `${TRAINER_FILES.weights} has ${weights.length} bytes, expected ${parameters * 4}`,
+      );
+    // Copied into a fresh, aligned buffer: Buffers from a pool may start at any offset.
+    return new TrainedModel(state, vocabulary, new Float32Array(new Uint8Array(weights).buffer));
   }
 
   nextTokenLogits(context: ArrayLike<number>): Float64Array {
@@ -72,20 +65,7 @@ export class TrainedModel implements LanguageModel {
 
   /** The weights as named, row-major tensors. */
   tensors(): NamedTensor[] {
-    const { vocabSize: V, contextTokens: C, embeddingDim: D, hiddenDim: H } = this.shape;
-    const l = mlpLayout(this.shape);
-    const t = (name: string, shape: number[], from: number, to: number) => ({
-      name,
-      shape,
-      data: this.params.slice(from, to),
-    });
-    return [
-      t('embedding.weight', [V, D], l.embedding, l.hiddenWeight),
-      t('hidden.weight', [H, C * D], l.hiddenWeight, l.hiddenBias),
-      t('hidden.bias', [H], l.hiddenBias, l.outputWeight),
-      t('output.weight', [V, H], l.outputWeight, l.outputBias),
-      t('output.bias', [V], l.outputBias, l.parameters),
-    ];
+    return mlpTensors(this.shape, this.params);
   }
 }
 

@@ -7,10 +7,11 @@ import {
   decayMask,
   initializeMlp,
   MlpKernel,
-  mlpLayout,
   mlpNextTokenLogits,
   type LanguageModel,
   type MlpShape,
+  mlpTensors,
+  type NamedTensor,
 } from './mlp-lm';
 import { PackedSequences, type DataCursor } from './packed-sequences';
 import { RankPool } from './rank-pool';
@@ -64,12 +65,7 @@ export interface Evaluation {
   tokens: number;
 }
 
-/** One named tensor of the model, row-major (for export formats such as safetensors). */
-export interface NamedTensor {
-  name: string;
-  shape: number[];
-  data: Float32Array;
-}
+export type { NamedTensor };
 
 const fileNames = { weights: 'weights.f32', m: 'adam_m.f32', v: 'adam_v.f32', vocab: 'vocab.u32', state: 'state.json' };
 
@@ -125,7 +121,7 @@ export class Trainer implements LanguageModel {
     this.spec = spec;
     this.batch = batch;
     this.specDigest = specDigest(spec);
-    const base = options.initFrom ? baseModel(options.initFrom) : undefined;
+    const base = options.initFrom ? readModelFiles(options.initFrom) : undefined;
     this.vocabulary = base?.vocabulary ?? Vocabulary.fromTokens(tokens, spec.model.maxVocab);
     this.shape = {
       vocabSize: this.vocabulary.size,
@@ -322,20 +318,7 @@ export class Trainer implements LanguageModel {
 
   /** The weights as named tensors (copies). */
   tensors(): NamedTensor[] {
-    const { vocabSize: V, contextTokens: C, embeddingDim: D, hiddenDim: H } = this.shape;
-    const l = mlpLayout(this.shape);
-    const t = (name: string, shape: number[], from: number, to: number) => ({
-      name,
-      shape,
-      data: this.params.slice(from, to),
-    });
-    return [
-      t('embedding.weight', [V, D], l.embedding, l.hiddenWeight),
-      t('hidden.weight', [H, C * D], l.hiddenWeight, l.hiddenBias),
-      t('hidden.bias', [H], l.hiddenBias, l.outputWeight),
-      t('output.weight', [V, H], l.outputWeight, l.outputBias),
-      t('output.bias', [V], l.outputBias, l.parameters),
-    ];
+    return mlpTensors(this.shape, this.params);
   }
 
   stateJson(): TrainerStateJson {
@@ -444,20 +427,24 @@ function parseStateJson(bytes: Buffer | undefined): TrainerStateJson {
   return state;
 }
 
-/** The vocabulary and weights of a serialized model, checked against its state.json. */
-function baseModel(files: TrainerFiles): { state: TrainerStateJson; vocabulary: Vocabulary; weights: Buffer } {
+/** The state, vocabulary and weights of a serialized model, the vocabulary checked against its state.json. */
+export function readModelFiles(files: TrainerFiles): {
+  state: TrainerStateJson;
+  vocabulary: Vocabulary;
+  weights: Buffer;
+} {
   const state = parseStateJson(files[fileNames.state]);
   const vocabBytes = files[fileNames.vocab];
   const weights = files[fileNames.weights];
-  if (!vocabBytes || !weights) throw new MalformedTrainerState('the base model lacks its vocabulary or weights');
+  if (!vocabBytes || !weights) throw new MalformedTrainerState('the model files lack the vocabulary or the weights');
   if (vocabBytes.length !== (state.shape.vocabSize - 1) * 4)
     throw new MalformedTrainerState(
-      `${fileNames.vocab} of the base model has ${vocabBytes.length} bytes, expected ${(state.shape.vocabSize - 1) * 4}`,
+      `${fileNames.vocab} has ${vocabBytes.length} bytes, expected ${(state.shape.vocabSize - 1) * 4}`,
     );
   const ids = new Uint32Array(state.shape.vocabSize - 1);
   new Uint8Array(ids.buffer).set(vocabBytes);
   if (sha256(bytesOf(ids)) !== state.vocabularySha256)
-    throw new MalformedTrainerState(`${fileNames.vocab} of the base model does not match its state.json`);
+    throw new MalformedTrainerState(`${fileNames.vocab} does not match the vocabulary digest in ${fileNames.state}`);
   return { state, vocabulary: new Vocabulary(ids), weights };
 }
 
