@@ -30,9 +30,14 @@ export type PipelineStage = keyof typeof STAGE_ACTIVITY;
 /** Waits long enough for a stage that starts only after the stages before it, on a busy machine. */
 const REACH_STAGE_MS = 240_000;
 
+/** A stage can finish between the look that saw it running and the kill; the scenario then starts over. */
+const AIM_ATTEMPTS = 3;
+
 /**
  * SIGKILL of the worker process while `stage` runs, then a fresh worker. The killed activity is retried once its
- * heartbeat times out (the pipeline's is two minutes); completed work is reused, so the dataset is the clean run's.
+ * heartbeat times out; completed work is reused, so the dataset is the clean run's. The kill counts only if an
+ * activity of the stage was still running when the worker died (the server keeps it pending, STARTED, until its
+ * heartbeat times out); when the stage's last activity completed in between, the run is terminated and tried again.
  */
 export function workerKilledDuringStage(
   ctx: FaultContext,
@@ -43,23 +48,34 @@ export function workerKilledDuringStage(
   return {
     name: `worker SIGKILL during ${stage}`,
     async run() {
-      const setup = scenarioSetup(ctx, `kill-${stage}`);
-      const first = startWorker(setup.env);
-      const handle = await setup.startPipeline(faultPipelineSpec(ctx.corpus));
-      let second;
-      try {
-        await waitFor(`a started ${activity}`, () => startedActivity(handle, activity), REACH_STAGE_MS, 25);
-        await first.kill();
-        const killedAt = Date.now();
-        second = startWorker(setup.env);
-        onKilled();
-        const summary = await handle.result();
-        const same = await assertSameDataset(setup.store, summary, await ctx.clean.pipeline());
-        const recover = await recoveredAfter(handle, activity, killedAt);
-        return { outcome: `completed; ${same}`, recoverSeconds: recover };
-      } finally {
-        await first.kill();
-        await second?.stop();
+      for (let attempt = 1; ; attempt++) {
+        const setup = scenarioSetup(ctx, attempt === 1 ? `kill-${stage}` : `kill-${stage}-${attempt}`);
+        const first = startWorker(setup.env);
+        const handle = await setup.startPipeline(faultPipelineSpec(ctx.corpus));
+        let second;
+        try {
+          await waitFor(`a started ${activity}`, () => startedActivity(handle, activity), REACH_STAGE_MS, 25);
+          await first.kill();
+          const killedAt = Date.now();
+          if (!(await startedActivity(handle, activity))) {
+            if (attempt >= AIM_ATTEMPTS) {
+              throw new Error(`the ${stage} stage finished before the kill landed, ${attempt} times`);
+            }
+            console.log(`[faults] the kill landed after the last ${activity} completed; trying again`);
+            await handle.terminate('fault scenario: the kill missed its stage');
+            continue;
+          }
+          second = startWorker(setup.env);
+          onKilled();
+          const summary = await handle.result();
+          const same = await assertSameDataset(setup.store, summary, await ctx.clean.pipeline());
+          const recover = await recoveredAfter(handle, activity, killedAt);
+          const retried = attempt > 1 ? ` (aimed ${attempt} times)` : '';
+          return { outcome: `completed; ${same}${retried}`, recoverSeconds: recover };
+        } finally {
+          await first.kill();
+          await second?.stop();
+        }
       }
     },
   };
