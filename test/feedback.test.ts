@@ -165,6 +165,30 @@ describe('FeedbackBatcher', () => {
     await assert.rejects(batcher.add(event(99, '2026-03-01')), /closed/);
   });
 
+  it('while every send slot is busy, later events fill the waiting batch instead of queuing small ones', async () => {
+    const sent: number[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const batcher = new FeedbackBatcher(
+      async (batch) => {
+        sent.push(batch.length);
+        await gate;
+      },
+      { maxEvents: 10, maxDelayMs: 5, maxInFlight: 1 },
+    );
+    const acks: Promise<void>[] = [];
+    // Five cuts of 4 events while the one slot is held: 4 go out, then 16 wait as batches of 10 and 6, not four of 4.
+    for (let cut = 0; cut < 5; cut++) {
+      acks.push(...events('2026-03-01', cut * 4, 4).map((e) => batcher.add(e)));
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    assert.deepEqual(sent, [4]);
+    release();
+    await Promise.all(acks);
+    assert.deepEqual(sent, [4, 10, 6]);
+    await batcher.close();
+  });
+
   it('refuses a bad event alone and fails every caller of a batch that fails', async () => {
     let fail = false;
     const batcher = new FeedbackBatcher(

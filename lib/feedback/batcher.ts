@@ -16,6 +16,9 @@ interface Waiter {
 }
 
 /** Thrown by `add` after `close`. */
+/** A batch is cut at this many events or this long after its first; this many batches are sent at once. */
+export const FEEDBACK_BATCHER_DEFAULTS = { maxEvents: 500, maxDelayMs: 50, maxInFlight: 4 } as const;
+
 export class FeedbackBatcherClosed extends Error {
   constructor() {
     super('This FeedbackBatcher is closed; make a new one to submit more feedback.');
@@ -43,9 +46,9 @@ export class FeedbackBatcher {
     private readonly submit: (events: FeedbackEvent[]) => Promise<unknown>,
     private readonly opts: FeedbackBatcherOptions = {},
   ) {
-    this.maxEvents = opts.maxEvents ?? 500;
-    this.maxDelayMs = opts.maxDelayMs ?? 50;
-    this.maxInFlight = opts.maxInFlight ?? 4;
+    this.maxEvents = opts.maxEvents ?? FEEDBACK_BATCHER_DEFAULTS.maxEvents;
+    this.maxDelayMs = opts.maxDelayMs ?? FEEDBACK_BATCHER_DEFAULTS.maxDelayMs;
+    this.maxInFlight = opts.maxInFlight ?? FEEDBACK_BATCHER_DEFAULTS.maxInFlight;
   }
 
   /** Events waiting for a batch or in one not yet accepted. */
@@ -85,8 +88,17 @@ export class FeedbackBatcher {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     if (this.pending.length === 0) return;
-    this.queued.push(this.pending);
+    let events = this.pending;
     this.pending = [];
+    // While every send slot is busy, later cuts fill the batch already waiting (up to maxEvents) instead of queuing
+    // one small batch per cut: under sustained load the batches grow, so the backlog drains instead of growing.
+    const waiting = this.queued[this.queued.length - 1];
+    if (waiting && waiting.length < this.maxEvents) {
+      const room = this.maxEvents - waiting.length;
+      waiting.push(...events.slice(0, room));
+      events = events.slice(room);
+    }
+    if (events.length > 0) this.queued.push(events);
     this.pump();
   }
 
