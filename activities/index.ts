@@ -10,6 +10,8 @@ import { createFlywheelActivities } from './flywheel';
 /** The store, and the folders, buckets and hosts collection may read (each unrestricted when left out). */
 export interface ActivityDeps extends CollectReach {
   store: TieredStore;
+  /** Threads of the process's tokenizer and near-dup signing pools; the CPUs it may use when left out. */
+  threads?: number;
 }
 
 /** Every activity Flywheel's workers register; workflows route each call to the queue of its resource. */

@@ -43,6 +43,7 @@ import { withFailureMapping } from './failures';
 /** The store, and where collection may read: a spec from the UI must not read the whole disk, nor any bucket or host. */
 export interface PipelineDeps extends CollectReach {
   store: TieredStore;
+  threads?: number;
 }
 
 const pad = (n: number) => String(n).padStart(6, '0');
@@ -50,8 +51,8 @@ const pad = (n: number) => String(n).padStart(6, '0');
 let tokenizerPool: TokenizerPool | undefined;
 
 /** One tokenizer pool per worker process, shared by concurrent activities: threads match cores, not activities. */
-function sharedTokenizerPool(): TokenizerPool {
-  tokenizerPool ??= new TokenizerPool();
+function sharedTokenizerPool(threads?: number): TokenizerPool {
+  tokenizerPool ??= new TokenizerPool({ threads });
   return tokenizerPool;
 }
 
@@ -63,8 +64,8 @@ export async function closeSharedTokenizerPool(): Promise<void> {
 }
 
 /** Near-dedup signing runs on the dedup worker threads, one pool per worker process like the tokenizer's. */
-function sharedDedupPool(): DedupPool {
-  return DedupPool.shared(Math.max(1, os.availableParallelism()));
+function sharedDedupPool(threads?: number): DedupPool {
+  return DedupPool.shared(Math.max(1, threads ?? os.availableParallelism()));
 }
 
 /** Called by the worker on shutdown. */
@@ -94,7 +95,7 @@ const stageOf = (folder: string) =>
  * The data pipeline's activities: each a thin adapter over a lib/pipeline stage that reuses committed output
  * (a retried or rerun stage returns what its earlier attempt committed) and heartbeats progress.
  */
-export function createPipelineActivities({ store, allowedRoots, allowedBuckets, allowedHosts }: PipelineDeps) {
+export function createPipelineActivities({ store, threads, allowedRoots, allowedBuckets, allowedHosts }: PipelineDeps) {
   const reach: CollectReach = { allowedRoots, allowedBuckets, allowedHosts };
   /** A stage's committed output when an earlier attempt or run left one; else the stage, heartbeating. */
   const reuseOrRun = (
@@ -202,7 +203,7 @@ export function createPipelineActivities({ store, allowedRoots, allowedBuckets, 
           near: input.near,
           plan: input.plan,
           unit: input.unit,
-          pool: sharedDedupPool(),
+          pool: sharedDedupPool(threads),
           onProgress: (documents) => beat({ stage: 'near-dedup', step: 'sign', unit: input.unit, documents }),
         });
       });
@@ -295,7 +296,7 @@ export function createPipelineActivities({ store, allowedRoots, allowedBuckets, 
             outPrefix: `${runFolder(input)}/tokens/part-${pad(input.index)}`,
             encoding: input.encoding,
             validationFraction: input.validationFraction,
-            pool: sharedTokenizerPool(),
+            pool: sharedTokenizerPool(threads),
             onProgress: (documents) => beat({ stage: 'tokenize', partition: input.index, documents }),
           });
         return timeStage(Context.current().metricMeter, 'tokenize', tokenize, (p) => ({

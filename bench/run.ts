@@ -8,6 +8,7 @@ import { pipelineBenchmarks } from './pipeline.bench';
 import { dedupBenchmarks } from './dedup.bench';
 import { trainBenchmarks, trainFigures } from './train.bench';
 import { feedbackFigures } from './feedback.bench';
+import { scaleOutBenchmarks } from './scale-out.bench';
 
 /** `npm run bench [-- name-filter]`: every registered benchmark, a table on stdout, the numbers in a JSON file. */
 async function main() {
@@ -17,6 +18,7 @@ async function main() {
     ...pipelineBenchmarks(),
     ...dedupBenchmarks(),
     ...trainBenchmarks(),
+    ...scaleOutBenchmarks(),
   ];
   const selected = filter ? all.filter((b) => b.name.includes(filter)) : all;
   const results: BenchmarkResult[] = [];

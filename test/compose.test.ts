@@ -14,7 +14,7 @@ interface ComposeService {
   command?: string[];
 }
 
-const compose = parse(fs.readFileSync(path.join(root, 'docker-compose.yml'), 'utf8')) as {
+const compose = parse(fs.readFileSync(path.join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
   services: Record<string, ComposeService>;
 };
 
@@ -65,8 +65,25 @@ describe('docker-compose.yml, the production-shaped stack', () => {
       if (name === 'worker') {
         assert.equal(config.tiers.warm, 's3://flywheel-warm/flywheel');
         assert.equal(config.s3.endpoint, 'http://minio:9000');
-        assert.deepEqual(config.worker.roles, ['io', 'cpu', 'train']);
+        assert.deepEqual(config.worker.roles, ['io', 'cpu']);
       }
+      if (name === 'trainer') assert.deepEqual(config.worker.roles, ['train']);
+    }
+  });
+
+  it('serves every task queue, and the scalable data worker publishes no fixed host port', () => {
+    const roles = new Set(
+      flywheelServices
+        .filter(([, s]) => s.command?.[0] === 'worker')
+        .flatMap(([, s]) => loadConfig(environmentOf(s), '/app').worker.roles),
+    );
+    assert.deepEqual([...roles].sort(), ['cpu', 'io', 'train']);
+    const ports = (compose.services.worker as { ports?: unknown[] }).ports ?? [];
+    for (const p of ports) {
+      assert.ok(
+        !String(p).includes(':'),
+        `worker port ${String(p)} binds a fixed host port: --scale worker=N collides`,
+      );
     }
   });
 

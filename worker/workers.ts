@@ -49,6 +49,7 @@ export async function createWorkers(
   const store = tieredStoreFromConfig(config);
   const activities = createActivities({
     store,
+    threads: config.worker.threads,
     allowedRoots: config.worker.collectRoots,
     allowedBuckets: config.worker.collectBuckets,
     allowedHosts: config.worker.collectHosts,

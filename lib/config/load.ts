@@ -54,6 +54,8 @@ export interface FlywheelConfig {
     roles: TaskQueueRole[];
     taskQueuePrefix: string;
     concurrency: number;
+    /** Compute threads (tokenizer and near-dup signing pools); the CPUs this process may use when absent. */
+    threads?: number;
     metricsPort: number;
     logLevel: EnvConfig['FLYWHEEL_LOG_LEVEL'];
     logFormat: EnvConfig['FLYWHEEL_LOG_FORMAT'];
@@ -126,6 +128,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       roles: e.FLYWHEEL_TASK_QUEUES,
       taskQueuePrefix: e.FLYWHEEL_TASK_QUEUE_PREFIX,
       concurrency: e.FLYWHEEL_WORKER_CONCURRENCY,
+      threads: e.FLYWHEEL_WORKER_THREADS,
       metricsPort: e.FLYWHEEL_METRICS_PORT,
       logLevel: e.FLYWHEEL_LOG_LEVEL,
       logFormat: e.FLYWHEEL_LOG_FORMAT,
