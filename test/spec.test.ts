@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { canonicalJson, specDigest } from '../lib/spec/digest';
 import { InvalidSpec, parseSpec } from '../lib/spec/invalid-spec';
+import { PipelineSpec } from '../lib/spec/pipeline';
 import { StorageCheckSpec } from '../lib/spec/storage-check';
 
 describe('specs', () => {
@@ -26,6 +27,15 @@ describe('specs', () => {
         return true;
       },
     );
+  });
+
+  it('a null where an object with cross-field rules belongs is a problem at that field, not a crash', () => {
+    for (const near of [null, 7, 'yes', []]) {
+      assert.throws(
+        () => parseSpec('dataPipeline', PipelineSpec, { dataset: 'x', sources: [{ type: 'sample' }], dedup: { near } }),
+        (e: unknown) => e instanceof InvalidSpec && e.problems.map((p) => p.field).join() === 'dedup.near',
+      );
+    }
   });
 
   it('a spec that is not an object is one problem at (spec)', () => {

@@ -41,6 +41,7 @@ export const NearDedupSpec = z
     },
     // Also when other fields are bad, so one error lists every problem.
     when: ({ value }) => {
+      if (typeof value !== 'object' || value === null) return false; // the object's own issue says what is wrong
       const near = value as { numPerm?: unknown; bands?: unknown };
       const whole = (x: unknown) => Number.isInteger(x) && (x as number) >= 1;
       return whole(near.bands) && (near.numPerm === undefined || whole(near.numPerm));
