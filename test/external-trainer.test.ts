@@ -352,8 +352,9 @@ describe('trainingRun with an external trainer', () => {
 
   it('stops the trainer at the checkpoint after validation loss stops improving', { timeout: 180_000 }, async () => {
     // No drop of 100 nats counts as improvement: patience 1 is spent at the second evaluation (step 20).
+    // Steps of 50 ms: the stop sent after step 20's checkpoint is committed lands before the trainer reaches step 40.
     const result = await flywheel.runTraining({
-      ...spec('ext-early'),
+      ...spec('ext-early', { env: { REFERENCE_TRAINER_STEP_SECONDS: '0.05' } }),
       segmentSteps: 40,
       earlyStopping: { patience: 1, minDelta: 100 },
     });
