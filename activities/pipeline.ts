@@ -39,6 +39,7 @@ import { readManifest, type TieredStore } from '../lib/storage';
 import { TokenizerPool } from '../lib/tokenize/pool';
 import { timeStage } from '../lib/metrics';
 import { withFailureMapping } from './failures';
+import type { CarryEntries } from '../workflows/pipeline-budget';
 
 /** The store, and where collection may read: a spec from the UI must not read the whole disk, nor any bucket or host. */
 export interface PipelineDeps extends CollectReach {
@@ -47,6 +48,9 @@ export interface PipelineDeps extends CollectReach {
 }
 
 const pad = (n: number) => String(n).padStart(6, '0');
+
+const carryPageUri = (key: RunKey & { execution: number; page: number }) =>
+  `${runFolder(key)}/carry/execution-${pad(key.execution)}/page-${pad(key.page)}.json`;
 
 let tokenizerPool: TokenizerPool | undefined;
 
@@ -118,6 +122,19 @@ export function createPipelineActivities({ store, threads, allowedRoots, allowed
   return {
     async findCommittedDataset(key: RunKey): Promise<DatasetSummary | undefined> {
       return withFailureMapping(() => findCommittedDataset(store, key));
+    },
+
+    /** One page of the results a pipeline execution carries into the next when it continues as new. */
+    async savePipelineCarryPage(input: RunKey & { execution: number; page: number; entries: CarryEntries }) {
+      return withFailureMapping(async () => {
+        await store.put(carryPageUri(input), Buffer.from(JSON.stringify(input.entries)), {
+          contentType: 'application/json',
+        });
+      });
+    },
+
+    async loadPipelineCarryPage(input: RunKey & { execution: number; page: number }): Promise<CarryEntries> {
+      return withFailureMapping(async () => JSON.parse((await store.getBytes(carryPageUri(input))).toString('utf8')));
     },
 
     async planCollection(

@@ -7,11 +7,13 @@ import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import type { temporal } from '@temporalio/proto';
 import { FlywheelClient, PipelineAlreadyRunning } from '../client/flywheel-client';
 import { sampleCorpus } from '../lib/collect';
 import { decodeJsonlGz } from '../lib/document';
 import type { DatasetMeta } from '../lib/pipeline/commit-dataset';
 import type { PipelineInput } from '../lib/spec/pipeline';
+import type { ArtifactRef } from '../lib/spec/pipeline-results';
 import { readManifest, tieredStoreFromConfig, verifyManifest } from '../lib/storage';
 import { findTemporalCli } from '../worker/dev-server';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
@@ -142,6 +144,59 @@ describe('the dataPipeline workflow', () => {
       rejectedText.join('\n'),
     );
     assert.ok(rejectedText.some((r) => r.includes('dedup.exact')));
+  });
+
+  it('a long run continues as new with the work it finished and writes the same shards as one execution', async () => {
+    const store = tieredStoreFromConfig(config);
+    const shardsOf = async (manifest: ArtifactRef) =>
+      (await readManifest(store, manifest)).objects.map((o) => `${path.basename(o.uri)} ${o.sha256} ${o.bytes}`);
+    const whole = await flywheel.runPipeline({ ...spec(), dataset: 'split-whole' });
+    const handle = await client.workflow.start('dataPipeline', {
+      args: [{ ...spec(), dataset: 'split-many' }, { maxActivitiesPerExecution: 4 }],
+      taskQueue: `${config.worker.taskQueuePrefix}-io`,
+      workflowId: 'pipeline-split-many-v1',
+    });
+    const many = (await handle.result()) as typeof whole;
+
+    // Follow the chain of executions: each but the last ended by continuing as new.
+    const executions: { activities: number; carryPages: number; continued: boolean }[] = [];
+    for (let runId: string | undefined = handle.firstExecutionRunId; runId;) {
+      const history: temporal.api.history.v1.IHistory = await client.workflow
+        .getHandle(handle.workflowId, runId)
+        .fetchHistory();
+      const events = history.events ?? [];
+      const next: string | undefined =
+        events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+      const scheduled = events.map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name).filter(Boolean);
+      executions.push({
+        // Saving and loading the carried results are the hand-over itself, not stage work.
+        activities: scheduled.filter((name) => !/^(save|load)PipelineCarryPage$/.test(name!)).length,
+        carryPages: scheduled.filter((name) => name === 'savePipelineCarryPage').length,
+        continued: next !== undefined,
+      });
+      runId = next;
+    }
+    // Nothing ran twice: the executions together ran exactly the stage activities of the run in one execution.
+    const wholeHistory = await client.workflow.getHandle('pipeline-split-whole-v1').fetchHistory();
+    const wholeActivities = (wholeHistory.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes).length;
+    assert.equal(
+      executions.reduce((n, e) => n + e.activities, 0),
+      wholeActivities,
+    );
+    assert.ok(executions.length >= Math.ceil(wholeActivities / 4), JSON.stringify(executions));
+    assert.ok(
+      executions.every((e) => e.activities >= 1 && e.activities <= 4),
+      JSON.stringify(executions),
+    );
+    assert.deepEqual(
+      executions.map((e) => e.continued),
+      executions.map((_, i) => i < executions.length - 1),
+    );
+    assert.ok(executions.slice(0, -1).every((e) => e.carryPages === 1));
+    assert.equal(many.documents, whole.documents);
+    assert.equal(many.tokens, whole.tokens);
+    assert.deepEqual(many.stages, whole.stages);
+    assert.deepEqual(await shardsOf(many.manifest), await shardsOf(whole.manifest));
   });
 
   it('a rerun of the same spec reuses the committed dataset; a changed spec under the same version is refused', async () => {

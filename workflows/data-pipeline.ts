@@ -1,16 +1,21 @@
-import { defineQuery, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  continueAsNew,
+  defineQuery,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { FlywheelActivities } from '../activities';
 import { PipelineSpec } from '../lib/spec/pipeline';
 import { specDigest } from '../lib/spec/digest';
 import { mergeStats, type ArtifactRef, type DatasetSummary, type PipelineProgress } from '../lib/spec/pipeline-results';
 import { validateSpec } from './invalid-spec-failure';
 import { FlywheelDataset, FlywheelKind, FlywheelRun, FlywheelStage } from './search-attributes';
+import { ExecutionBudget, ExecutionFull, type PipelineOptions } from './pipeline-budget';
 import { taskQueueFor } from './task-queues';
 
 export const pipelineProgress = defineQuery<PipelineProgress>('progress');
-
-/** At most this many stage activities pending at once: far below Temporal's 2,000, kind to small clusters. */
-const MAX_PENDING = 8;
 
 const retry = {
   initialInterval: '1 second',
@@ -24,9 +29,22 @@ const retry = {
  * → exact dedup → near dedup when asked (sign per partition, join per band group, cluster, filter per partition,
  * commit) → tokenize (per partition) → plan shards → write shards (per shard) → commit the dataset manifest, last.
  * Every stage writes under a folder named by the spec's digest, so a rerun of the same spec reuses what was committed
- * instead of computing it again.
+ * instead of computing it again. A long run continues as new every 2,000 activities (or when Temporal suggests it),
+ * carrying the results of the finished ones through warm:// (see ExecutionBudget), so its history stays bounded.
  */
-export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
+export async function dataPipeline(input: unknown, options: PipelineOptions = {}): Promise<DatasetSummary> {
+  const budget = new ExecutionBudget(options, () => workflowInfo().continueAsNewSuggested);
+  try {
+    return await runPipeline(input, budget);
+  } catch (err) {
+    if (!(err instanceof ExecutionFull)) throw err;
+    // Every activity started in this execution has completed: the next one starts from their results.
+    await continueAsNew<typeof dataPipeline>(input, { ...options, carry: await budget.persist() });
+    throw err; // continueAsNew never returns
+  }
+}
+
+async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<DatasetSummary> {
   const progress: PipelineProgress = { stage: 'validate', done: 0, total: 0, documents: 0, stages: {} };
   setHandler(pipelineProgress, () => progress);
   const spec = validateSpec('dataPipeline', PipelineSpec, input);
@@ -59,17 +77,28 @@ export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
     { key: FlywheelRun, value: digest },
   ]);
 
+  // A continued execution reads back what the ones before it finished; it saves the same way when it continues.
+  budget.storeWith({
+    save: (execution, page, entries) => io.savePipelineCarryPage({ ...runKey, execution, page, entries }),
+    load: (execution, page) => io.loadPipelineCarryPage({ ...runKey, execution, page }),
+  });
+  await budget.restore();
+
   stage('plan');
-  const committed = await io.findCommittedDataset({ ...runKey });
+  const committed = await budget.once('committed', () => io.findCommittedDataset({ ...runKey }));
   if (committed) {
     stage('done');
     return { ...committed, reused: true };
   }
-  const plan = await io.planCollection({ ...runKey, sources: spec.sources, unitsPerBatch: spec.unitsPerBatch });
+  const plan = await budget.once('plan', () =>
+    io.planCollection({ ...runKey, sources: spec.sources, unitsPerBatch: spec.unitsPerBatch }),
+  );
 
   stage('collect', plan.batches);
-  const collected = await mapBounded(plan.batches, async (batch) => {
-    const result = await io.collectBatch({ ...runKey, plan: plan.plan, batch, limits: spec.partitions });
+  const collected = await budget.mapBounded(plan.batches, async (batch) => {
+    const result = await budget.once(`collect/${batch}`, () =>
+      io.collectBatch({ ...runKey, plan: plan.plan, batch, limits: spec.partitions }),
+    );
     progress.done += 1;
     progress.documents += result.stats.kept;
     return result;
@@ -77,26 +106,30 @@ export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
   progress.stages.collect = mergeStats(collected.map((c) => c.stats));
 
   stage('filter', collected.length);
-  const filtered = await mapBounded(collected.length, async (batch) => {
-    const result = await cpu.filterBatch({
-      ...runKey,
-      batch,
-      input: collected[batch].partitions,
-      quality: spec.quality,
-      limits: spec.partitions,
-    });
+  const filtered = await budget.mapBounded(collected.length, async (batch) => {
+    const result = await budget.once(`filter/${batch}`, () =>
+      cpu.filterBatch({
+        ...runKey,
+        batch,
+        input: collected[batch].partitions,
+        quality: spec.quality,
+        limits: spec.partitions,
+      }),
+    );
     progress.done += 1;
     return result;
   });
   progress.stages.filter = mergeStats(filtered.map((f) => f.stats));
 
   stage('dedup', 1);
-  const deduped = await cpu.exactDedupStage({
-    ...runKey,
-    enabled: spec.dedup.exact,
-    inputs: filtered.map((f) => f.partitions),
-    limits: spec.partitions,
-  });
+  const deduped = await budget.once('dedup', () =>
+    cpu.exactDedupStage({
+      ...runKey,
+      enabled: spec.dedup.exact,
+      inputs: filtered.map((f) => f.partitions),
+      limits: spec.partitions,
+    }),
+  );
   progress.stages.dedup = deduped.stats;
   progress.done = 1;
 
@@ -105,19 +138,21 @@ export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
   const near = spec.dedup.near;
   if (near) {
     stage('near-dedup', 1);
-    const plan = await cpu.planNearDedupStage({ ...runKey, input: deduped.partitions, near });
+    const plan = await budget.once('near/plan', () =>
+      cpu.planNearDedupStage({ ...runKey, input: deduped.partitions, near }),
+    );
     nearDeduped = plan.committed;
     if (!nearDeduped) {
       const units = plan.indexPartitions + plan.partitions;
       progress.total = units + plan.bandGroups.length + 1 + plan.partitions + 1;
-      const step = async <T>(work: Promise<T>) => {
-        const result = await work;
+      const step = async <T>(key: string, work: () => Promise<T>) => {
+        const result = await budget.once(key, work);
         progress.done += 1;
         return result;
       };
       const counts = { indexPartitions: plan.indexPartitions, partitions: plan.partitions };
-      await mapBounded(units, (unit) =>
-        step(
+      await budget.mapBounded(units, (unit) =>
+        step(`near/sign/${unit}`, () =>
           cpu.signNearDedupStage({
             ...runKey,
             input: deduped.partitions,
@@ -127,12 +162,14 @@ export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
           }),
         ),
       );
-      await mapBounded(plan.bandGroups.length, (g) =>
-        step(cpu.joinNearDedupStage({ ...runKey, near, ...counts, bands: plan.bandGroups[g] })),
+      await budget.mapBounded(plan.bandGroups.length, (g) =>
+        step(`near/join/${g}`, () => cpu.joinNearDedupStage({ ...runKey, near, ...counts, bands: plan.bandGroups[g] })),
       );
-      const clusters = await step(cpu.clusterNearDedupStage({ ...runKey, near, ...counts, bands: plan.bands }));
-      await mapBounded(plan.partitions, (index) =>
-        step(
+      const clusters = await step('near/cluster', () =>
+        cpu.clusterNearDedupStage({ ...runKey, near, ...counts, bands: plan.bands }),
+      );
+      await budget.mapBounded(plan.partitions, (index) =>
+        step(`near/filter/${index}`, () =>
           cpu.filterNearDedupStage({
             ...runKey,
             near,
@@ -144,7 +181,7 @@ export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
           }),
         ),
       );
-      nearDeduped = await step(
+      nearDeduped = await step('near/commit', () =>
         cpu.commitNearDedupStage({ ...runKey, near, partitions: plan.partitions, clusters: clusters.clusters }),
       );
     }
@@ -154,62 +191,54 @@ export async function dataPipeline(input: unknown): Promise<DatasetSummary> {
 
   // Tokenize each partition (parallel), fix the shard layout, write every shard (parallel), commit the manifest last.
   stage('tokenize', tokenInput.partitionCount);
-  const parts = await mapBounded(tokenInput.partitionCount, async (index) => {
-    const part = await cpu.tokenizePartitionStage({
-      ...runKey,
-      stage: tokenInput.partitions,
-      index,
-      encoding: spec.tokenizer.encoding,
-      validationFraction: spec.shards.validationFraction,
-    });
+  const parts = await budget.mapBounded(tokenInput.partitionCount, async (index) => {
+    const part = await budget.once(`tokenize/${index}`, () =>
+      cpu.tokenizePartitionStage({
+        ...runKey,
+        stage: tokenInput.partitions,
+        index,
+        encoding: spec.tokenizer.encoding,
+        validationFraction: spec.shards.validationFraction,
+      }),
+    );
     progress.done += 1;
     return part;
   });
 
-  const layout = await cpu.planShardsStage({
-    ...runKey,
-    parts: parts.map((p) => p.ref),
-    encoding: spec.tokenizer.encoding,
-    targetBytes: spec.shards.targetBytes,
-  });
+  const layout = await budget.once('layout', () =>
+    cpu.planShardsStage({
+      ...runKey,
+      parts: parts.map((p) => p.ref),
+      encoding: spec.tokenizer.encoding,
+      targetBytes: spec.shards.targetBytes,
+    }),
+  );
   const jobs = (['train', 'validation'] as const).flatMap((split) =>
     Array.from({ length: layout.shards[split] }, (_, index) => ({ split, index })),
   );
   stage('shard', jobs.length);
-  await mapBounded(jobs.length, async (j) => {
-    await cpu.writeShardStage({ ...runKey, layout: layout.layout, ...jobs[j] });
+  await budget.mapBounded(jobs.length, async (j) => {
+    await budget.once(`shard/${j}`, () => cpu.writeShardStage({ ...runKey, layout: layout.layout, ...jobs[j] }));
     progress.done += 1;
   });
 
   stage('commit', 1);
-  const summary = await io.commitDatasetStage({
-    ...runKey,
-    spec,
-    layout: layout.layout,
-    parts: parts.map(({ documents, tokens, textBytes, splits }) => ({ documents, tokens, textBytes, splits })),
-    stages: { ...progress.stages },
-    rejected: [
-      ...collected.map((c) => c.rejected),
-      ...filtered.map((f) => f.rejected),
-      deduped.rejected,
-      nearDeduped?.rejected,
-    ].filter((r): r is ArtifactRef => r !== undefined),
-  });
+  const summary = await budget.once('commit', () =>
+    io.commitDatasetStage({
+      ...runKey,
+      spec,
+      layout: layout.layout,
+      parts: parts.map(({ documents, tokens, textBytes, splits }) => ({ documents, tokens, textBytes, splits })),
+      stages: { ...progress.stages },
+      rejected: [
+        ...collected.map((c) => c.rejected),
+        ...filtered.map((f) => f.rejected),
+        deduped.rejected,
+        nearDeduped?.rejected,
+      ].filter((r): r is ArtifactRef => r !== undefined),
+    }),
+  );
   progress.done = 1;
   stage('done');
   return summary;
-}
-
-/** Runs `fn` for 0..count-1 with at most MAX_PENDING in flight, results in index order. Deterministic: replay-safe. */
-async function mapBounded<T>(count: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const results = new Array<T>(count);
-  let next = 0;
-  const lane = async () => {
-    while (next < count) {
-      const i = next++;
-      results[i] = await fn(i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(MAX_PENDING, count) }, lane));
-  return results;
 }
