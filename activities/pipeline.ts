@@ -18,7 +18,7 @@ import {
   type NearDedupPlan,
 } from '../lib/pipeline/near-dedup-stage';
 import { committedStage, runFolder, type RunKey, type StageOutput } from '../lib/pipeline/stage-output';
-import type { PartitionLimits } from '../lib/pipeline/stage-io';
+import type { PartitionLimits, StageCursor } from '../lib/pipeline/stage-io';
 import {
   planShards,
   shardedDataset,
@@ -88,6 +88,45 @@ function throttledHeartbeat(): (details: unknown) => void {
   };
 }
 
+/**
+ * Heartbeats of a batch activity that can resume: progress every few seconds, and every cursor (a partition
+ * boundary) at once, the SDK keeping the latest for its next heartbeat. A retry starts from the cursor the last
+ * attempt heartbeated, logging where.
+ */
+function resumableBatch(stage: 'collect' | 'filter', batch: number, beat: (details: unknown) => void) {
+  const ctx = Context.current();
+  const resumeFrom = cursorOf(ctx.info.heartbeatDetails, stage, batch);
+  if (resumeFrom) {
+    ctx.log.info(
+      `${stage} batch ${batch}: resuming at unit ${resumeFrom.unit}, record ${resumeFrom.record} ` +
+        `(${resumeFrom.kept.length} partitions already stored)`,
+    );
+  }
+  let cursor = resumeFrom;
+  let progress: Record<string, number> = {};
+  return {
+    resumeFrom,
+    checkpoint: (c: StageCursor) => {
+      cursor = c;
+      ctx.heartbeat({ stage, batch, ...progress, cursor });
+    },
+    progress: (p: Record<string, number>) => {
+      progress = p;
+      beat({ stage, batch, ...p, cursor });
+    },
+  };
+}
+
+/** The cursor a previous attempt of this stage activity heartbeated, if any. */
+function cursorOf(details: unknown, stage: string, batch: number): StageCursor | undefined {
+  const d = details as { stage?: unknown; batch?: unknown; cursor?: StageCursor } | undefined;
+  if (!d || d.stage !== stage || d.batch !== batch || !d.cursor) return undefined;
+  const c = d.cursor;
+  return Number.isInteger(c.unit) && Number.isInteger(c.record) && Array.isArray(c.kept) && Array.isArray(c.rejected)
+    ? c
+    : undefined;
+}
+
 /** The stage a stage folder belongs to, as metrics name it: …/collect/batch-000003 → collect, …/dedup → dedup. */
 const stageOf = (folder: string) =>
   folder
@@ -154,32 +193,38 @@ export function createPipelineActivities({ store, threads, allowedRoots, allowed
     async collectBatch(
       input: RunKey & { plan: ArtifactRef; batch: number; limits: PartitionLimits },
     ): Promise<StageOutput> {
-      return reuseOrRun(`${runFolder(input)}/collect/batch-${pad(input.batch)}`, (folder, beat) =>
-        collectBatch({
+      return reuseOrRun(`${runFolder(input)}/collect/batch-${pad(input.batch)}`, (folder, beat) => {
+        const cursor = resumableBatch('collect', input.batch, beat);
+        return collectBatch({
           store,
           folder,
           plan: input.plan,
           batch: input.batch,
           limits: input.limits,
           ...reach,
-          onProgress: (p) => beat({ stage: 'collect', batch: input.batch, ...p }),
-        }),
-      );
+          resumeFrom: cursor.resumeFrom,
+          onCheckpoint: cursor.checkpoint,
+          onProgress: cursor.progress,
+        });
+      });
     },
 
     async filterBatch(
       input: RunKey & { batch: number; input: ArtifactRef; quality: QualitySpec; limits: PartitionLimits },
     ): Promise<StageOutput> {
-      return reuseOrRun(`${runFolder(input)}/filter/batch-${pad(input.batch)}`, (folder, beat) =>
-        filterStage({
+      return reuseOrRun(`${runFolder(input)}/filter/batch-${pad(input.batch)}`, (folder, beat) => {
+        const cursor = resumableBatch('filter', input.batch, beat);
+        return filterStage({
           store,
           folder,
           input: input.input,
           quality: input.quality,
           limits: input.limits,
-          onProgress: (documents) => beat({ stage: 'filter', batch: input.batch, documents }),
-        }),
-      );
+          resumeFrom: cursor.resumeFrom,
+          onCheckpoint: cursor.checkpoint,
+          onProgress: (documents) => cursor.progress({ documents }),
+        });
+      });
     },
 
     async exactDedupStage(

@@ -7,7 +7,7 @@ import { planSource, readUnit, type CollectContext, type CollectReach, type Sour
 import type { SourceSpec } from '../collect/source-spec';
 import { S3Client } from '@aws-sdk/client-s3';
 import { commitStage, type StageOutput } from './stage-output';
-import { stageWriters, type PartitionLimits } from './stage-io';
+import { stageWriters, type PartitionLimits, type StageCursor } from './stage-io';
 
 /** Batches per run at most: keeps the workflow's history and fan-out bounded whatever the number of files. */
 const MAX_BATCHES = 256;
@@ -92,8 +92,10 @@ async function readPlan(store: TieredStore, ref: ArtifactRef): Promise<Collectio
 
 /**
  * Reads one batch of units into document partitions of bounded size; records that cannot become documents go to
- * the batch's rejected partitions with their reason. A retry starts the batch again: its output keys are fixed, so
- * the rewrite replaces, never duplicates.
+ * the batch's rejected partitions with their reason. Each time a partition fills, `onCheckpoint` gets the cursor:
+ * a retry given it (`resumeFrom`) keeps the partitions already stored, skips the records they hold, and writes the
+ * rest, so a crash late in a large file costs one partition of work, not the batch. Output keys are fixed and the
+ * cuts depend only on the input, so a rewrite replaces, never duplicates.
  */
 export async function collectBatch(
   input: CollectReach & {
@@ -102,28 +104,41 @@ export async function collectBatch(
     plan: ArtifactRef;
     batch: number;
     limits: PartitionLimits;
+    resumeFrom?: StageCursor;
+    onCheckpoint?: (cursor: StageCursor) => void;
     onProgress?: (p: { units: number; documents: number; quarantined: number }) => void;
   },
 ): Promise<StageOutput> {
   const plan = await readPlan(input.store, input.plan);
   const ctx = contextFor(input.store, input);
-  const stats = emptyStats();
-  const writers = stageWriters(input.store, input.folder, input.limits);
+  const resume = input.resumeFrom;
+  const stats = resume ? structuredClone(resume.stats) : emptyStats();
+  const writers = stageWriters(input.store, input.folder, input.limits, resume);
   const first = input.batch * plan.unitsPerBatch;
   const units = plan.units.slice(first, first + plan.unitsPerBatch);
-  let quarantined = 0;
-  for (let u = 0; u < units.length; u++) {
+  let quarantined = Object.values(stats.dropped).reduce((n, c) => n + c, 0);
+  for (let u = resume?.unit ?? 0; u < units.length; u++) {
+    // Records of this unit that the resumed-from partitions already hold are read again, not written again.
+    let skip = resume && u === resume.unit ? resume.record : 0;
+    let record = 0;
     for await (const event of readUnit(units[u], ctx)) {
+      record += 1;
+      if (skip > 0) {
+        skip -= 1;
+        continue;
+      }
       stats.input += 1;
+      let boundary = false;
       if (event.kind === 'document') {
         stats.kept += 1;
         stats.keptBytes += Buffer.byteLength(event.doc.text);
-        await writers.keep(event.doc);
+        boundary = await writers.keep(event.doc);
       } else {
         quarantined += 1;
         countDrop(stats, `collect.${event.record.reason}`);
         await writers.reject({ stage: 'collect', ...event.record });
       }
+      if (boundary) input.onCheckpoint?.({ unit: u, record, ...writers.closed(), stats: structuredClone(stats) });
       if (stats.input % 500 === 0) input.onProgress?.({ units: u, documents: stats.kept, quarantined });
     }
     input.onProgress?.({ units: u + 1, documents: stats.kept, quarantined });

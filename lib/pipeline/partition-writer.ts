@@ -24,7 +24,23 @@ export class PartitionWriter {
     /** e.g. `warm://pipelines/x/collect/batch-000000/part` */
     private readonly uriPrefix: string,
     private readonly limits: { maxRecords: number; maxBytes: number },
-  ) {}
+    /** Partitions an earlier attempt wrote and closed: kept as they are, the next one is numbered after them. */
+    resumeFrom: readonly (ArtifactRef & { records: number })[] = [],
+  ) {
+    this.written.push(...resumeFrom);
+    this.index = resumeFrom.length;
+    this.records = resumeFrom.reduce((n, p) => n + p.records, 0);
+  }
+
+  /** True when the last write closed a partition: nothing is buffered, everything written so far is stored. */
+  get atBoundary(): boolean {
+    return this.current === undefined;
+  }
+
+  /** The partitions closed so far (stored, with their sha256). */
+  get closed(): readonly (ArtifactRef & { records: number })[] {
+    return this.written;
+  }
 
   async write(record: unknown): Promise<void> {
     const part = this.current ?? this.open();
@@ -35,6 +51,11 @@ export class PartitionWriter {
     part.rawBytes += Buffer.byteLength(line);
     this.records += 1;
     if (part.records >= this.limits.maxRecords || part.rawBytes >= this.limits.maxBytes) await this.close();
+  }
+
+  /** Closes the open partition now (a cut both writers of a stage make together, see stageWriters). */
+  async cut(): Promise<void> {
+    await this.close();
   }
 
   /** Closes the open partition; returns every partition written, in order (none if nothing was written). */

@@ -1,4 +1,5 @@
 import type { Document, RejectedDocument } from '../document/schema';
+import type { StageStats } from '../spec/pipeline-results';
 import { decodeJsonlGz } from '../document/jsonl-partition';
 import { openVerified, readManifest, type ArtifactRef } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
@@ -29,19 +30,42 @@ export async function stagePartitions(store: TieredStore, stages: readonly Artif
   return out;
 }
 
-/** Writers for a stage's kept documents and its rejected records, side by side in one folder. */
-export function stageWriters(store: TieredStore, folder: string, limits: PartitionLimits) {
-  const kept = new PartitionWriter(store, `${folder}/part`, {
-    maxRecords: limits.maxDocuments,
-    maxBytes: limits.maxBytes,
-  });
-  const rejected = new PartitionWriter(store, `${folder}/rejected`, {
-    maxRecords: limits.maxDocuments,
-    maxBytes: limits.maxBytes,
-  });
+/** Where a stage activity stands, saved at each partition boundary: a retry goes on from here. */
+export interface StageCursor {
+  /** Unit (file, object, URL) of the batch being read, and how many of its records were consumed. */
+  unit: number;
+  record: number;
+  kept: (ArtifactRef & { records: number })[];
+  rejected: (ArtifactRef & { records: number })[];
+  stats: StageStats;
+}
+
+/**
+ * Writers for a stage's kept documents and its rejected records, side by side in one folder. Whenever a kept
+ * partition fills, the rejected one is closed with it: at that point everything consumed is stored, which is where
+ * a retried attempt can resume (`checkpoint`). The cut depends only on the input, so the partitions are the same
+ * bytes whether or not an attempt was interrupted.
+ */
+export function stageWriters(
+  store: TieredStore,
+  folder: string,
+  limits: PartitionLimits,
+  resumeFrom?: Pick<StageCursor, 'kept' | 'rejected'>,
+) {
+  const sizes = { maxRecords: limits.maxDocuments, maxBytes: limits.maxBytes };
+  const kept = new PartitionWriter(store, `${folder}/part`, sizes, resumeFrom?.kept);
+  const rejected = new PartitionWriter(store, `${folder}/rejected`, sizes, resumeFrom?.rejected);
   return {
-    keep: (doc: Document) => kept.write(doc),
+    /** Resolves true when this document closed a partition (a resume point). */
+    keep: async (doc: Document): Promise<boolean> => {
+      await kept.write(doc);
+      if (!kept.atBoundary) return false;
+      await rejected.cut();
+      return true;
+    },
     reject: (record: RejectedDocument | Record<string, unknown>) => rejected.write(record),
+    /** The partitions stored so far, to save in a cursor right after `keep` returned true. */
+    closed: () => ({ kept: [...kept.closed], rejected: [...rejected.closed] }),
     finish: async () => ({ kept: await kept.finish(), rejected: await rejected.finish() }),
   };
 }
