@@ -23,20 +23,37 @@ export function npyBytes(n: number, dtype: TokenDtype): number {
  * boundary.
  */
 export function encodeNpy(values: Uint32Array | Uint16Array | readonly number[], dtype: TokenDtype): Buffer {
+  const out = Buffer.alloc(npyBytes(values.length, dtype));
+  writeNpy(out, 0, values, dtype);
+  return out;
+}
+
+/**
+ * Writes the NPY file encodeNpy returns into `target` at `offset` (npyBytes(n, dtype) bytes): no buffer of its own,
+ * one typed-array copy of the data. NPY data is little-endian, as typed arrays are on every platform Node runs on
+ * (checked above).
+ */
+export function writeNpy(
+  target: Buffer,
+  offset: number,
+  values: Uint32Array | Uint16Array | readonly number[],
+  dtype: TokenDtype,
+): void {
   const n = values.length;
-  let header = `{'descr': '${DESCR[dtype]}', 'fortran_order': False, 'shape': (${n},), }`;
   const preamble = 10; // magic (6) + version (2) + header length (2)
-  const total = Math.ceil((preamble + header.length + 1) / 64) * 64;
-  header = header.padEnd(total - preamble - 1, ' ') + '\n';
-  const itemSize = dtype === 'uint16' ? 2 : 4;
-  const out = Buffer.alloc(total + n * itemSize);
-  out.write('\x93NUMPY', 0, 'latin1');
-  out[6] = 1;
-  out[7] = 0;
-  out.writeUInt16LE(header.length, 8);
-  out.write(header, preamble, 'latin1');
-  // Typed-array copies instead of a write per element: NPY data is little-endian, as typed arrays are on every
-  // platform Node runs on (checked below).
+  const total = npyBytes(n, dtype) - n * (dtype === 'uint16' ? 2 : 4);
+  const header = `{'descr': '${DESCR[dtype]}', 'fortran_order': False, 'shape': (${n},), }`.padEnd(
+    total - preamble - 1,
+    ' ',
+  );
+  target.write('\x93NUMPY', offset, 'latin1');
+  target[offset + 6] = 1;
+  target[offset + 7] = 0;
+  target.writeUInt16LE(header.length + 1, offset + 8);
+  target.write(header, offset + preamble, 'latin1');
+  target[offset + total - 1] = 0x0a; // '\n'
+  const data = offset + total;
+  const bytes = (view: Uint16Array | Uint32Array) => new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
   if (dtype === 'uint16') {
     const wide = values instanceof Uint32Array ? values : Uint32Array.from(values);
     for (let i = 0; i < n; i++) {
@@ -44,12 +61,11 @@ export function encodeNpy(values: Uint32Array | Uint16Array | readonly number[],
         throw new RangeError(`token id ${wide[i]} does not fit uint16; use uint32 for this vocabulary`);
     }
     const narrow = values instanceof Uint16Array ? values : Uint16Array.from(wide);
-    Buffer.from(narrow.buffer, narrow.byteOffset, narrow.byteLength).copy(out, total);
+    target.set(bytes(narrow), data);
   } else {
     const wide = values instanceof Uint32Array ? values : Uint32Array.from(values);
-    Buffer.from(wide.buffer, wide.byteOffset, wide.byteLength).copy(out, total);
+    target.set(bytes(wide), data);
   }
-  return out;
 }
 
 /** Reads back a 1-D little-endian uint16/uint32 NPY array (for tests and the trainer). */

@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
-import { TAR_END, tarHeader, tarPadding } from './tar';
+import { TAR_END, writeTarHeader } from './tar';
 import type { TieredStore } from '../storage/tiered-store';
-import { encodeNpy, type TokenDtype } from './npy';
+import { npyBytes, writeNpy, type TokenDtype } from './npy';
 
 /** Fixed for reproducible tars: the same input gives byte-identical shards (2000-01-01T00:00:00Z). */
 const FIXED_MTIME = new Date(Date.UTC(2000, 0, 1));
@@ -29,15 +29,18 @@ export interface WrittenShard {
 export class ShardWriter {
   private current?: {
     body: PassThrough;
-    /** Small pieces gathered into ~1 MiB writes: each stream hop costs per chunk, not per byte. */
-    pending: Buffer[];
-    pendingBytes: number;
     done: Promise<{ sha256: string; bytes: number }>;
     uri: string;
     samples: number;
     tokens: number;
     bytes: number;
   };
+  /**
+   * Entries are encoded straight into a 1 MiB slab that goes to the upload whole when full: one copy of the tokens,
+   * no per-entry buffers to collect, and each stream hop costs per MiB, not per entry.
+   */
+  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  private used = 0;
   private readonly written: WrittenShard[] = [];
   private index: number;
 
@@ -59,23 +62,24 @@ export class ShardWriter {
     }
     const shard = this.current ?? this.open();
     const json = Buffer.from(JSON.stringify(sample.json));
-    const npy = encodeNpy(sample.tokens, this.dtype);
-    const parts = [
-      tarHeader(`${sample.key}.json`, json.length, FIXED_MTIME),
-      json,
-      tarPadding(json.length),
-      tarHeader(`${sample.key}.tokens.npy`, npy.length, FIXED_MTIME),
-      npy,
-      tarPadding(npy.length),
-    ];
-    for (const part of parts) {
-      shard.pending.push(part);
-      shard.pendingBytes += part.length;
-    }
-    if (shard.pendingBytes >= WRITE_BYTES) await flush(shard);
+    const npyLength = npyBytes(sample.tokens.length, this.dtype);
+    const entries = tarEntryBytes(json.length) + tarEntryBytes(npyLength);
+    if (this.used + entries > this.slab.length) await this.flush(shard.body);
+    // A sample larger than a slab gets a slab of its own size.
+    if (entries > this.slab.length) this.slab = Buffer.allocUnsafe(entries);
+    let at = this.used;
+    writeTarHeader(this.slab, at, `${sample.key}.json`, json.length, FIXED_MTIME);
+    at += BLOCK;
+    json.copy(this.slab, at);
+    at = zeroPad(this.slab, at + json.length);
+    writeTarHeader(this.slab, at, `${sample.key}.tokens.npy`, npyLength, FIXED_MTIME);
+    at += BLOCK;
+    writeNpy(this.slab, at, sample.tokens, this.dtype);
+    at = zeroPad(this.slab, at + npyLength);
+    this.used = at;
     shard.samples += 1;
     shard.tokens += sample.tokens.length;
-    shard.bytes += tarEntryBytes(json.length) + tarEntryBytes(npy.length);
+    shard.bytes += entries;
     if (shard.bytes >= this.targetBytes) await this.close();
   }
 
@@ -87,19 +91,28 @@ export class ShardWriter {
 
   private open() {
     const uri = `${this.uriPrefix}-${String(this.index++).padStart(6, '0')}.tar`;
-    const body = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+    const body = new PassThrough({ highWaterMark: 4 * SLAB_BYTES });
     const done = this.store.put(uri, body, { contentType: 'application/x-tar' });
     // Surface upload failures on close, but never as an unhandled rejection meanwhile.
     done.catch(() => undefined);
-    this.current = { body, pending: [], pendingBytes: 0, done, uri, samples: 0, tokens: 0, bytes: 0 };
+    this.current = { body, done, uri, samples: 0, tokens: 0, bytes: 0 };
     return this.current;
+  }
+
+  /** Hands the filled part of the slab to the upload and starts a new slab, waiting while the upload is behind. */
+  private async flush(body: PassThrough): Promise<void> {
+    if (this.used === 0) return;
+    const data = this.slab.subarray(0, this.used);
+    this.slab = Buffer.allocUnsafe(SLAB_BYTES);
+    this.used = 0;
+    if (!body.write(data)) await new Promise((resolve) => body.once('drain', resolve));
   }
 
   private async close(): Promise<void> {
     const shard = this.current;
     if (!shard) return;
     this.current = undefined;
-    await flush(shard);
+    await this.flush(shard.body);
     shard.body.end(TAR_END);
     const put = await shard.done;
     this.written.push({
@@ -112,18 +125,17 @@ export class ShardWriter {
   }
 }
 
+const BLOCK = 512;
+const SLAB_BYTES = 1024 * 1024;
+
 /** Bytes an entry takes in a tar: a 512-byte header, then the data padded to 512. */
 export function tarEntryBytes(dataBytes: number): number {
-  return 512 + Math.ceil(dataBytes / 512) * 512;
+  return BLOCK + Math.ceil(dataBytes / BLOCK) * BLOCK;
 }
 
-const WRITE_BYTES = 1024 * 1024;
-
-/** Writes what was gathered as one buffer, waiting while the upload is behind: memory stays bounded. */
-async function flush(shard: { body: PassThrough; pending: Buffer[]; pendingBytes: number }): Promise<void> {
-  if (shard.pendingBytes === 0) return;
-  const data = Buffer.concat(shard.pending, shard.pendingBytes);
-  shard.pending = [];
-  shard.pendingBytes = 0;
-  if (!shard.body.write(data)) await new Promise((resolve) => shard.body.once('drain', resolve));
+/** Zeroes `buf` from `end` to the next block boundary; returns that boundary. */
+function zeroPad(buf: Buffer, end: number): number {
+  const next = Math.ceil(end / BLOCK) * BLOCK;
+  buf.fill(0, end, next);
+  return next;
 }

@@ -13,22 +13,47 @@ function octal(value: number, width: number): string {
 
 /** The 512-byte ustar header of a regular file. */
 export function tarHeader(name: string, size: number, mtime: Date): Buffer {
-  if (Buffer.byteLength(name) > 100) throw new Error(`tar entry name longer than 100 bytes: ${name}`);
-  if (size >= 8 ** 11) throw new Error(`tar entry ${name} too large for a ustar header (${size} bytes)`);
   const h = Buffer.alloc(BLOCK);
-  h.write(name, 0, 'utf8');
+  writeTarHeader(h, 0, name, size, mtime);
+  return h;
+}
+
+/** Writes the header tarHeader returns into `target` at `offset` (512 bytes): no buffer of its own. */
+export function writeTarHeader(target: Buffer, offset: number, name: string, size: number, mtime: Date): void {
+  const nameBytes = Buffer.byteLength(name);
+  if (nameBytes > 100) throw new Error(`tar entry name longer than 100 bytes: ${name}`);
+  if (size >= 8 ** 11) throw new Error(`tar entry ${name} too large for a ustar header (${size} bytes)`);
+  // Every field but the name and size is the same for all entries of an mtime: start from that header, then sum
+  // only the bytes that differ (the checksum is the byte sum with its own field read as spaces).
+  const template = headerTemplate(mtime);
+  template.header.copy(target, offset);
+  target.write(name, offset, 'utf8');
+  const sizeField = octal(size, 12);
+  target.write(sizeField, offset + 124, 'latin1');
+  let sum = template.sum;
+  for (let i = offset; i < offset + nameBytes; i++) sum += target[i];
+  for (let i = 0; i < 11; i++) sum += sizeField.charCodeAt(i);
+  target.write(sum.toString(8).padStart(6, '0') + '\0 ', offset + 148, 'latin1');
+}
+
+let template: { mtime: number; header: Buffer; sum: number } | undefined;
+
+/** A header with every field but name, size and checksum filled (checksum as spaces), and its byte sum. */
+function headerTemplate(mtime: Date): { header: Buffer; sum: number } {
+  const seconds = Math.floor(mtime.getTime() / 1000);
+  if (template?.mtime === seconds) return template;
+  const h = Buffer.alloc(BLOCK);
   h.write(octal(0o644, 8), 100, 'latin1');
   h.write(octal(0, 8), 108, 'latin1'); // uid
   h.write(octal(0, 8), 116, 'latin1'); // gid
-  h.write(octal(size, 12), 124, 'latin1');
-  h.write(octal(Math.floor(mtime.getTime() / 1000), 12), 136, 'latin1');
+  h.write(octal(seconds, 12), 136, 'latin1');
   h.write('        ', 148, 'latin1'); // checksum field counts as spaces while summing
   h.write('0', 156, 'latin1'); // regular file
   h.write('ustar\u000000', 257, 'latin1');
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += h[i];
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
-  return h;
+  template = { mtime: seconds, header: h, sum };
+  return template;
 }
 
 /** Zero bytes that pad an entry's data to a whole block. */
