@@ -2,7 +2,7 @@ import * as os from 'node:os';
 import { Context } from '@temporalio/activity';
 import { collectBatch, planCollection, type CollectionPlanSummary } from '../lib/pipeline/collect-stage';
 import { commitDataset, findCommittedDataset, shardFolder } from '../lib/pipeline/commit-dataset';
-import { exactDedupStage } from '../lib/pipeline/exact-dedup-stage';
+import { commitExactDedup, exactDedupFilter, exactDedupJoin, exactDedupKeys } from '../lib/pipeline/exact-dedup-stage';
 import { filterStage } from '../lib/pipeline/filter-stage';
 import {
   clusterNearDuplicates,
@@ -227,18 +227,49 @@ export function createPipelineActivities({ store, threads, allowedRoots, allowed
       });
     },
 
-    async exactDedupStage(
-      input: RunKey & { enabled: boolean; inputs: ArtifactRef[]; limits: PartitionLimits },
+    /** The dedup stage as committed by an earlier run of the same spec, if any: its steps are then skipped. */
+    async committedExactDedupStage(input: RunKey): Promise<StageOutput | undefined> {
+      return withFailureMapping(() => committedStage(store, `${runFolder(input)}/dedup`));
+    },
+
+    async exactDedupKeysStage(input: RunKey & { batch: number; input: ArtifactRef }) {
+      return withFailureMapping(() =>
+        exactDedupKeys({
+          store,
+          uri: `${runFolder(input)}/dedup/keys/batch-${pad(input.batch)}`,
+          input: input.input,
+          onProgress: (documents) =>
+            Context.current().heartbeat({ stage: 'dedup-keys', batch: input.batch, documents }),
+        }),
+      );
+    },
+
+    async exactDedupJoinStage(input: RunKey & { keys: ArtifactRef[] }): Promise<(ArtifactRef | null)[]> {
+      return withFailureMapping(() =>
+        exactDedupJoin({ store, folder: `${runFolder(input)}/dedup/drops`, keys: input.keys }),
+      );
+    },
+
+    async exactDedupFilterStage(
+      input: RunKey & { batch: number; input: ArtifactRef; drops: ArtifactRef | null; limits: PartitionLimits },
     ): Promise<StageOutput> {
-      return reuseOrRun(`${runFolder(input)}/dedup`, (folder, beat) =>
-        exactDedupStage({
+      return reuseOrRun(`${runFolder(input)}/dedup/batch-${pad(input.batch)}`, (folder, beat) =>
+        exactDedupFilter({
           store,
           folder,
-          inputs: input.inputs,
-          enabled: input.enabled,
+          input: input.input,
+          drops: input.drops,
           limits: input.limits,
-          onProgress: (documents) => beat({ stage: 'dedup', documents }),
+          onProgress: (documents) => beat({ stage: 'dedup', batch: input.batch, documents }),
         }),
+      );
+    },
+
+    async commitExactDedupStage(
+      input: RunKey & { batches: Pick<StageOutput, 'partitions' | 'rejected' | 'stats'>[] },
+    ): Promise<StageOutput> {
+      return reuseOrRun(`${runFolder(input)}/dedup`, (folder) =>
+        commitExactDedup({ store, folder, batches: input.batches }),
       );
     },
 

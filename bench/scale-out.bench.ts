@@ -49,7 +49,7 @@ export function scaleOutBenchmarks(): Benchmark[] {
       name: 'pipeline scale-out, 2 worker processes vs 1 (one pinned core and one compute thread each)',
       unit: 'MB/s',
       target: 1.6,
-      rounds: 3,
+      rounds: 5,
       async setup() {
         scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-bench-scale-'));
         corpus = path.join(scratch, 'corpus');
@@ -110,9 +110,9 @@ function writeCorpus(dir: string, copies: number): number {
   return bytes;
 }
 
-/** FLYWHEEL_BENCH_SCALE_COPIES: corpus copies (default 8, about 10 MB of text). */
+/** FLYWHEEL_BENCH_SCALE_COPIES: corpus copies (default 16, about 20 MB of text). */
 function copiesFromEnv(): number {
-  const raw = process.env.FLYWHEEL_BENCH_SCALE_COPIES ?? '8';
+  const raw = process.env.FLYWHEEL_BENCH_SCALE_COPIES ?? '16';
   const copies = Number(raw);
   if (!Number.isInteger(copies) || copies < 1 || copies > 26) {
     throw new Error(`FLYWHEEL_BENCH_SCALE_COPIES=${raw}: give a whole number from 1 to 26`);

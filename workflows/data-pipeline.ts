@@ -121,15 +121,45 @@ async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<Dat
   });
   progress.stages.filter = mergeStats(filtered.map((f) => f.stats));
 
-  stage('dedup', 1);
-  const deduped = await budget.once('dedup', () =>
-    cpu.exactDedupStage({
-      ...runKey,
-      enabled: spec.dedup.exact,
-      inputs: filtered.map((f) => f.partitions),
-      limits: spec.partitions,
-    }),
-  );
+  // Exact dedup fans out: keys per batch, one join over the keys alone, each batch filtered by its drop list, one
+  // commit listing every batch's partitions. A rerun of the same spec finds the committed stage and skips the steps.
+  stage('dedup', 2 * filtered.length + 2);
+  const committedDedup = await budget.once('dedup/committed', () => cpu.committedExactDedupStage({ ...runKey }));
+  const dedupStep = async <T>(key: string, work: () => Promise<T>) => {
+    const result = await budget.once(key, work);
+    progress.done += 1;
+    return result;
+  };
+  const deduped =
+    committedDedup ??
+    (await (async () => {
+      let drops: (ArtifactRef | null)[] = filtered.map(() => null);
+      if (spec.dedup.exact) {
+        const keys = await budget.mapBounded(filtered.length, (batch) =>
+          dedupStep(`dedup/keys/${batch}`, () =>
+            cpu.exactDedupKeysStage({ ...runKey, batch, input: filtered[batch].partitions }),
+          ),
+        );
+        drops = await dedupStep('dedup/join', () => cpu.exactDedupJoinStage({ ...runKey, keys }));
+      }
+      const batches = await budget.mapBounded(filtered.length, (batch) =>
+        dedupStep(`dedup/filter/${batch}`, () =>
+          cpu.exactDedupFilterStage({
+            ...runKey,
+            batch,
+            input: filtered[batch].partitions,
+            drops: drops[batch],
+            limits: spec.partitions,
+          }),
+        ),
+      );
+      return dedupStep('dedup', () =>
+        cpu.commitExactDedupStage({
+          ...runKey,
+          batches: batches.map(({ partitions, rejected, stats }) => ({ partitions, rejected, stats })),
+        }),
+      );
+    })());
   progress.stages.dedup = deduped.stats;
   progress.done = 1;
 

@@ -2,7 +2,11 @@ import { createHash } from 'node:crypto';
 import { normalizeText } from '../dedup/normalize';
 import type { TieredStore } from '../storage/tiered-store';
 import type { ArtifactRef } from '../storage/manifest';
-import { countDrop, emptyStats } from '../spec/pipeline-results';
+import { gzipSync } from 'node:zlib';
+import { decodeJsonlGz } from '../document/jsonl-partition';
+import { openVerified, readManifest } from '../storage/manifest';
+import { countDrop, emptyStats, mergeStats } from '../spec/pipeline-results';
+import { PartitionWriter } from './partition-writer';
 import { commitStage, type StageOutput } from './stage-output';
 import { readStageDocuments, stageWriters, type PartitionLimits } from './stage-io';
 
@@ -13,37 +17,91 @@ export function exactDedupKey(text: string): string {
 }
 
 /**
- * Keeps the first document of each normalized text, in input order, across every partition of the stage; each
- * later copy goes to the rejected partitions naming the document it repeats.
+ * Exact dedup fans out like the other stages: keys per batch (parallel), one join over the keys alone (small: a key
+ * and an id per document), then each batch filtered by its drop list (parallel), and a commit that lists every
+ * batch's partitions in order. Keeps the first document of each normalized text in input order, across all batches;
+ * each later copy goes to the rejected partitions naming the document it repeats.
  */
-export async function exactDedupStage(input: {
+
+/** Step 1, per batch: each document's key and id, in order, as gzip JSON lines `[key, id]`. */
+export async function exactDedupKeys(input: {
+  store: TieredStore;
+  uri: string;
+  input: ArtifactRef;
+  onProgress?: (documents: number) => void;
+}): Promise<ArtifactRef & { documents: number }> {
+  const writer = new PartitionWriter(input.store, input.uri, { maxRecords: Infinity, maxBytes: Infinity });
+  let documents = 0;
+  for await (const doc of readStageDocuments(input.store, [input.input])) {
+    await writer.write([exactDedupKey(doc.text), doc.id]);
+    if (++documents % 1000 === 0) input.onProgress?.(documents);
+  }
+  const [written] = await writer.finish();
+  if (written) return { uri: written.uri, sha256: written.sha256, bytes: written.bytes, documents };
+  const empty = await input.store.put(`${input.uri}-000000.jsonl.gz`, gzipSync(''));
+  return { uri: empty.uri, sha256: empty.sha256, bytes: empty.bytes, documents: 0 };
+}
+
+/** Step 2, once: which documents of each batch repeat an earlier one. One drop list per batch, `[index, firstId]`. */
+export async function exactDedupJoin(input: {
   store: TieredStore;
   folder: string;
-  inputs: readonly ArtifactRef[];
-  enabled: boolean;
+  keys: readonly ArtifactRef[];
+}): Promise<(ArtifactRef | null)[]> {
+  const firstByKey = new Map<string, string>();
+  const out: (ArtifactRef | null)[] = [];
+  for (let batch = 0; batch < input.keys.length; batch++) {
+    const drops: [number, string][] = [];
+    let index = 0;
+    for await (const [key, id] of decodeJsonlGz<[string, string]>(await openVerified(input.store, input.keys[batch]))) {
+      const first = firstByKey.get(key);
+      if (first === undefined) firstByKey.set(key, id);
+      else drops.push([index, first]);
+      index += 1;
+    }
+    if (drops.length === 0) {
+      out.push(null);
+      continue;
+    }
+    const put = await input.store.put(`${input.folder}/drops-${pad(batch)}.json`, JSON.stringify(drops));
+    out.push({ uri: put.uri, sha256: put.sha256, bytes: put.bytes });
+  }
+  return out;
+}
+
+/** Step 3, per batch: its documents with the repeats moved to the rejected partitions. */
+export async function exactDedupFilter(input: {
+  store: TieredStore;
+  folder: string;
+  input: ArtifactRef;
+  drops: ArtifactRef | null;
   limits: PartitionLimits;
   onProgress?: (documents: number) => void;
 }): Promise<StageOutput> {
+  const drops = new Map<number, string>(
+    input.drops
+      ? (JSON.parse((await readAll(await openVerified(input.store, input.drops))).toString('utf8')) as [
+          number,
+          string,
+        ][])
+      : [],
+  );
   const stats = emptyStats();
-  const firstById = new Map<string, string>();
   const writers = stageWriters(input.store, input.folder, input.limits);
-  for await (const doc of readStageDocuments(input.store, input.inputs)) {
+  let index = 0;
+  for await (const doc of readStageDocuments(input.store, [input.input])) {
     stats.input += 1;
-    if (input.enabled) {
-      const key = exactDedupKey(doc.text);
-      const first = firstById.get(key);
-      if (first !== undefined) {
-        countDrop(stats, 'dedup.exact');
-        await writers.reject({
-          doc,
-          stage: 'dedup',
-          rule: 'dedup.exact',
-          detail: `same text as ${first}`,
-          duplicateOf: first,
-        });
-        continue;
-      }
-      firstById.set(key, doc.id);
+    const first = drops.get(index++);
+    if (first !== undefined) {
+      countDrop(stats, 'dedup.exact');
+      await writers.reject({
+        doc,
+        stage: 'dedup',
+        rule: 'dedup.exact',
+        detail: `same text as ${first}`,
+        duplicateOf: first,
+      });
+      continue;
     }
     stats.kept += 1;
     stats.keptBytes += Buffer.byteLength(doc.text);
@@ -51,5 +109,29 @@ export async function exactDedupStage(input: {
     if (stats.input % 1000 === 0) input.onProgress?.(stats.input);
   }
   const out = await writers.finish();
-  return commitStage(input.store, input.folder, 'pipeline-dedup', { ...out, stats });
+  return commitStage(input.store, input.folder, 'pipeline-dedup-batch', { ...out, stats });
+}
+
+/** Step 4, once: the stage's manifest, listing every batch's partitions (and rejected partitions) in batch order. */
+export async function commitExactDedup(input: {
+  store: TieredStore;
+  folder: string;
+  batches: readonly Pick<StageOutput, 'partitions' | 'rejected' | 'stats'>[];
+}): Promise<StageOutput> {
+  const kept: ArtifactRef[] = [];
+  const rejected: ArtifactRef[] = [];
+  for (const batch of input.batches) {
+    kept.push(...(await readManifest(input.store, batch.partitions)).objects);
+    if (batch.rejected) rejected.push(...(await readManifest(input.store, batch.rejected)).objects);
+  }
+  const stats = mergeStats(input.batches.map((b) => b.stats));
+  return commitStage(input.store, input.folder, 'pipeline-dedup', { kept, rejected, stats });
+}
+
+const pad = (n: number) => String(n).padStart(6, '0');
+
+async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  return Buffer.concat(chunks);
 }

@@ -21,7 +21,7 @@ import { startWorker } from './worker-process';
 /** The activity that does each stage's work: when a worker has started one, the stage is under way. */
 const STAGE_ACTIVITY = {
   collect: 'collectBatch',
-  dedup: 'exactDedupStage',
+  dedup: 'exactDedupFilterStage',
   tokenize: 'tokenizePartitionStage',
   shard: 'writeShardStage',
 } as const;

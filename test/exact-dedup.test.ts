@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { decodeJsonlGz, type Document } from '../lib/document';
+import { commitExactDedup, exactDedupFilter, exactDedupJoin, exactDedupKeys } from '../lib/pipeline/exact-dedup-stage';
+import { commitStage } from '../lib/pipeline/stage-output';
+import { stageWriters } from '../lib/pipeline/stage-io';
+import { FsStore, readManifest, TieredStore, type ArtifactRef } from '../lib/storage';
+
+const LIMITS = { maxDocuments: 2, maxBytes: 1 << 20 };
+
+function tempStore(): TieredStore {
+  const fsStore = new FsStore(fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-exact-')));
+  return new TieredStore({ hot: fsStore, warm: fsStore, cold: fsStore });
+}
+
+const doc = (id: string, text: string): Document => ({
+  id,
+  text,
+  source: 'test',
+  added: '2026-01-01T00:00:00.000Z',
+  metadata: {},
+});
+
+/** A batch as the filter stage leaves it: its documents in partitions, under a committed stage manifest. */
+async function batch(store: TieredStore, name: string, docs: Document[]): Promise<ArtifactRef> {
+  const folder = `warm://t/filter/${name}`;
+  const writers = stageWriters(store, folder, LIMITS);
+  for (const d of docs) await writers.keep(d);
+  const stats = { input: docs.length, kept: docs.length, dropped: {}, keptBytes: 0 };
+  return (await commitStage(store, folder, 'pipeline-filter', { ...(await writers.finish()), stats })).partitions;
+}
+
+async function records(store: TieredStore, ref: ArtifactRef | undefined): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  for (const part of ref ? (await readManifest(store, ref)).objects : []) {
+    for await (const r of decodeJsonlGz<Record<string, unknown>>(await store.get(part.uri))) out.push(r);
+  }
+  return out;
+}
+
+describe('exact dedup, fanned out per batch', () => {
+  it('keeps the first of each normalized text in input order across batches, and names it in every repeat', async () => {
+    const store = tempStore();
+    const inputs = [
+      await batch(store, 'b0', [
+        doc('a', 'The whale, the whale!'),
+        doc('b', 'Call me Ishmael.'),
+        doc('c', 'the WHALE the whale'),
+      ]),
+      await batch(store, 'b1', []),
+      await batch(store, 'b2', [doc('d', 'call me ishmael'), doc('e', 'Something new.'), doc('f', 'Something   new')]),
+    ];
+    const keys = [];
+    for (let i = 0; i < inputs.length; i++) {
+      keys.push(await exactDedupKeys({ store, uri: `warm://t/dedup/keys/batch-${i}`, input: inputs[i] }));
+    }
+    assert.deepEqual(
+      keys.map((k) => k.documents),
+      [3, 0, 3],
+    );
+    const drops = await exactDedupJoin({ store, folder: 'warm://t/dedup/drops', keys });
+    assert.equal(drops[1], null, 'a batch without repeats has no drop list');
+    const batches = [];
+    for (let i = 0; i < inputs.length; i++) {
+      batches.push(
+        await exactDedupFilter({
+          store,
+          folder: `warm://t/dedup/batch-${i}`,
+          input: inputs[i],
+          drops: drops[i],
+          limits: LIMITS,
+        }),
+      );
+    }
+    const stage = await commitExactDedup({ store, folder: 'warm://t/dedup', batches });
+    assert.deepEqual(
+      (await records(store, stage.partitions)).map((r) => r.id),
+      ['a', 'b', 'e'],
+    );
+    assert.deepEqual(
+      (await records(store, stage.rejected)).map((r) => [(r.doc as Document).id, r.duplicateOf, r.rule]),
+      [
+        ['c', 'a', 'dedup.exact'],
+        ['d', 'b', 'dedup.exact'],
+        ['f', 'e', 'dedup.exact'],
+      ],
+    );
+    assert.deepEqual(stage.stats.dropped, { 'dedup.exact': 3 });
+    assert.equal(stage.stats.input, 6);
+    assert.equal(stage.stats.kept, 3);
+    assert.equal(stage.partitionCount, (await readManifest(store, stage.partitions)).objects.length);
+  });
+});
