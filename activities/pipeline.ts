@@ -1,6 +1,11 @@
 import * as os from 'node:os';
 import { Context } from '@temporalio/activity';
-import { collectBatch, planCollection, type CollectionPlanSummary } from '../lib/pipeline/collect-stage';
+import {
+  collectBatch,
+  planCollection,
+  ResumeMismatch,
+  type CollectionPlanSummary,
+} from '../lib/pipeline/collect-stage';
 import { commitDataset, findCommittedDataset, shardFolder } from '../lib/pipeline/commit-dataset';
 import { commitExactDedup, exactDedupFilter, exactDedupJoin, exactDedupKeys } from '../lib/pipeline/exact-dedup-stage';
 import { filterStage } from '../lib/pipeline/filter-stage';
@@ -205,6 +210,10 @@ export function createPipelineActivities({ store, threads, allowedRoots, allowed
           resumeFrom: cursor.resumeFrom,
           onCheckpoint: cursor.checkpoint,
           onProgress: cursor.progress,
+        }).catch((err: unknown) => {
+          // The next attempt starts the batch over: the heartbeat sent with the failure carries no cursor.
+          if (err instanceof ResumeMismatch) Context.current().heartbeat({ stage: 'collect', batch: input.batch });
+          throw err;
         });
       });
     },

@@ -7,7 +7,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createPipelineActivities } from '../activities/pipeline';
 import { sampleCorpus } from '../lib/collect';
 import { SourceSpec } from '../lib/collect/source-spec';
-import { collectBatch, planCollection } from '../lib/pipeline/collect-stage';
+import { collectBatch, planCollection, ResumeMismatch } from '../lib/pipeline/collect-stage';
 import { filterStage } from '../lib/pipeline/filter-stage';
 import { QualitySpec } from '../lib/quality/spec';
 import type { StageCursor } from '../lib/pipeline/stage-io';
@@ -210,5 +210,18 @@ describe('collect and filter batches resume from their cursor', () => {
     );
     assert.equal(resumedBeats.filter((b) => (b as { cursor?: unknown }).cursor).length >= cursors.length - 5, true);
     assert.deepEqual(await stored(store, resumed), expected);
+  });
+  it('a file that got shorter since the interrupted attempt is collected over from the start, not silently cut', async () => {
+    const { store, dir } = tempStore();
+    const input = writeInputs(dir);
+    const cursors: StageCursor[] = [];
+    await collect(store, input, { onCheckpoint: (c) => cursors.push(structuredClone(c)) });
+    const late = cursors.filter((c) => c.unit === 1).at(-1)!;
+    fs.writeFileSync(path.join(input, 'b.jsonl'), '{"id": "only", "text": "one line left"}\n');
+    await assert.rejects(collect(store, input, { resumeFrom: late }), (err: unknown) => {
+      assert.ok(err instanceof ResumeMismatch);
+      assert.match(err.message, /source changed or failed/);
+      return true;
+    });
   });
 });

@@ -8,6 +8,11 @@ import {
   type CarryStore,
 } from '../workflows/pipeline-budget';
 
+/** A history that does not grow, and one that grows past the per-execution limit at every look. */
+const quiet = () => ({ events: 0, bytes: 0 });
+let growth = 0;
+const grown = () => ({ events: (growth += 30_000), bytes: 0 });
+
 function memoryStore(): CarryStore & { pages: Map<string, CarryEntries> } {
   const pages = new Map<string, CarryEntries>();
   return {
@@ -26,7 +31,7 @@ function memoryStore(): CarryStore & { pages: Map<string, CarryEntries> } {
 describe('ExecutionBudget (the pipeline continuing as new)', () => {
   it('stops starting work at its limit, lets started work finish, then carries exactly the finished results', async () => {
     const store = memoryStore();
-    const first = new ExecutionBudget({ maxActivitiesPerExecution: 5 }, () => false);
+    const first = new ExecutionBudget({ maxActivitiesPerExecution: 5 }, quiet);
     first.storeWith(store);
     const calls: number[] = [];
     const work = (b: ExecutionBudget) => (i: number) =>
@@ -38,18 +43,34 @@ describe('ExecutionBudget (the pipeline continuing as new)', () => {
     await assert.rejects(first.mapBounded(20, work(first)), ExecutionFull);
     assert.deepEqual(calls, [0, 1, 2, 3, 4]);
     const carry = await first.persist();
-    assert.deepEqual(carry, { execution: 2, pages: 1 });
+    assert.deepEqual(carry, { execution: 2, saved: [{ execution: 1, pages: 1 }] });
 
     // The next execution reads them back and starts only what is left, five at a time.
     calls.length = 0;
-    const second = new ExecutionBudget({ maxActivitiesPerExecution: 5, carry }, () => false);
+    const second = new ExecutionBudget({ maxActivitiesPerExecution: 5, carry }, quiet);
     second.storeWith(store);
     await second.restore();
     await assert.rejects(second.mapBounded(20, work(second)), ExecutionFull);
     assert.deepEqual(calls, [5, 6, 7, 8, 9]);
 
     // With room for everything, the results come back in index order, carried and new alike.
-    const third = new ExecutionBudget({ carry: await second.persist() }, () => false);
+    // Each execution saves only what it finished; the carry lists every execution's pages.
+    const secondCarry = await second.persist();
+    assert.deepEqual(secondCarry, {
+      execution: 3,
+      saved: [
+        { execution: 1, pages: 1 },
+        { execution: 2, pages: 1 },
+      ],
+    });
+    assert.deepEqual(
+      store.pages
+        .get('2/0')!
+        .map(([key]) => key)
+        .sort(),
+      ['item/5', 'item/6', 'item/7', 'item/8', 'item/9'],
+    );
+    const third = new ExecutionBudget({ carry: secondCarry }, quiet);
     third.storeWith(store);
     await third.restore();
     const results = await third.mapBounded(20, work(third));
@@ -59,8 +80,8 @@ describe('ExecutionBudget (the pipeline continuing as new)', () => {
     );
   });
 
-  it('continues when Temporal suggests it, but always starts at least one activity', async () => {
-    const budget = new ExecutionBudget({}, () => true);
+  it('continues when its history has grown enough since the read-back, but always starts at least one activity', async () => {
+    const budget = new ExecutionBudget({}, grown);
     budget.storeWith(memoryStore());
     assert.equal(await budget.once('a', async () => 1), 1);
     await assert.rejects(
@@ -72,16 +93,16 @@ describe('ExecutionBudget (the pipeline continuing as new)', () => {
 
   it('saves large carries in pages below the payload limit, and remembers undefined results as null', async () => {
     const store = memoryStore();
-    const budget = new ExecutionBudget({ maxActivitiesPerExecution: 10_000 }, () => false);
+    const budget = new ExecutionBudget({ maxActivitiesPerExecution: 10_000 }, quiet);
     budget.storeWith(store);
     const blob = 'x'.repeat(1000);
     for (let i = 0; i < 1500; i++) await budget.once(`k/${i}`, async () => ({ blob, i }));
     await budget.once('nothing', async () => undefined);
     const carry = await budget.persist();
-    assert.ok(carry.pages >= 3, `${carry.pages} pages`);
+    assert.ok(carry.saved[0].pages >= 3, `${carry.saved[0].pages} pages`);
     for (const entries of store.pages.values()) assert.ok(JSON.stringify(entries).length <= CARRY_PAGE_BYTES + 2048);
 
-    const next = new ExecutionBudget({ carry }, () => false);
+    const next = new ExecutionBudget({ carry }, quiet);
     next.storeWith(store);
     await next.restore();
     assert.deepEqual(await next.once('k/1499', async () => assert.fail('carried')), { blob, i: 1499 });

@@ -29,11 +29,14 @@ const retry = {
  * → exact dedup → near dedup when asked (sign per partition, join per band group, cluster, filter per partition,
  * commit) → tokenize (per partition) → plan shards → write shards (per shard) → commit the dataset manifest, last.
  * Every stage writes under a folder named by the spec's digest, so a rerun of the same spec reuses what was committed
- * instead of computing it again. A long run continues as new every 2,000 activities (or when Temporal suggests it),
+ * instead of computing it again. A long run continues as new every 2,000 activities (or when its history has grown),
  * carrying the results of the finished ones through warm:// (see ExecutionBudget), so its history stays bounded.
  */
 export async function dataPipeline(input: unknown, options: PipelineOptions = {}): Promise<DatasetSummary> {
-  const budget = new ExecutionBudget(options, () => workflowInfo().continueAsNewSuggested);
+  const budget = new ExecutionBudget(options, () => {
+    const info = workflowInfo();
+    return { events: info.historyLength, bytes: info.historySize };
+  });
   try {
     return await runPipeline(input, budget);
   } catch (err) {
@@ -123,7 +126,7 @@ async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<Dat
 
   // Exact dedup fans out: keys per batch, one join over the keys alone, each batch filtered by its drop list, one
   // commit listing every batch's partitions. A rerun of the same spec finds the committed stage and skips the steps.
-  stage('dedup', 2 * filtered.length + 2);
+  stage('dedup', (spec.dedup.exact ? 2 * filtered.length + 1 : filtered.length) + 1);
   const committedDedup = await budget.once('dedup/committed', () => cpu.committedExactDedupStage({ ...runKey }));
   const dedupStep = async <T>(key: string, work: () => Promise<T>) => {
     const result = await budget.once(key, work);

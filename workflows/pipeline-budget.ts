@@ -2,10 +2,24 @@
 export const MAX_PENDING = 8;
 
 /**
- * Activities one pipeline execution starts before it continues as new, unless Temporal suggests it sooner: each
- * costs about six history events, so an execution stays far below the 51,200-event limit.
+ * Activities one pipeline execution starts before it continues as new: each costs about six history events, so an
+ * execution stays far below the 51,200-event limit.
  */
 export const DEFAULT_ACTIVITIES_PER_EXECUTION = 2000;
+
+/**
+ * An execution also continues once its history has grown this much since it read back its carry (large results
+ * can fill bytes before activities reach the count). Measured from after the read-back, so a large carry alone
+ * cannot make every execution stop after one activity; a carry itself of more than about 25 MB (some 50,000
+ * activity results) would leave too little room under Temporal's 50 MB history limit.
+ */
+export const HISTORY_GROWTH_PER_EXECUTION = { events: 20_000, bytes: 16 * 1024 * 1024 };
+
+/** The size of this execution's history so far, as workflowInfo() reports it (replay-safe). */
+export interface HistoryMeasure {
+  events: number;
+  bytes: number;
+}
 
 /**
  * What a pipeline execution hands the next when it continues as new: the results themselves go through warm://
@@ -14,8 +28,8 @@ export const DEFAULT_ACTIVITIES_PER_EXECUTION = 2000;
 export interface PipelineCarry {
   /** The execution this carry starts (2 for the first continued one). */
   execution: number;
-  /** Pages of results saved for it. */
-  pages: number;
+  /** Each earlier execution that saved results, and how many pages: each saves only what it finished itself. */
+  saved: { execution: number; pages: number }[];
 }
 
 /** One page of carried results: [key, result] pairs, at most about CARRY_PAGE_BYTES of JSON. */
@@ -32,7 +46,7 @@ export interface CarryStore {
 
 /** The dataPipeline workflow's second argument: neither needed nor shown in the UI form. */
 export interface PipelineOptions {
-  /** Continue as new after this many activities (default 2,000, or sooner when Temporal suggests it). */
+  /** Continue as new after this many activities (default 2,000; sooner when the history has grown a lot). */
   maxActivitiesPerExecution?: number;
   /** Set by the workflow itself when it continues as new. */
   carry?: PipelineCarry;
@@ -58,10 +72,13 @@ export class ExecutionBudget {
   private readonly limit: number;
   private started = 0;
   private store?: CarryStore;
+  /** Keys of the results this execution added (what it saves), in the order they completed. */
+  private readonly fresh: string[] = [];
+  private base?: HistoryMeasure;
 
   constructor(
     private readonly options: PipelineOptions,
-    private readonly suggested: () => boolean,
+    private readonly history: () => HistoryMeasure,
   ) {
     const limit = options.maxActivitiesPerExecution ?? DEFAULT_ACTIVITIES_PER_EXECUTION;
     this.limit = Number.isInteger(limit) && limit >= 1 ? limit : DEFAULT_ACTIVITIES_PER_EXECUTION;
@@ -71,23 +88,25 @@ export class ExecutionBudget {
     this.store = store;
   }
 
-  /** Reads back the results earlier executions carried (nothing on the first). */
+  /** Reads back the results earlier executions saved (nothing on the first), then measures the history from here. */
   async restore(): Promise<void> {
-    const carry = this.options.carry;
-    if (!carry) return;
-    for (let page = 0; page < carry.pages; page++) {
-      for (const [key, result] of await this.requireStore().load(carry.execution, page)) this.results[key] = result;
+    for (const { execution, pages } of this.options.carry?.saved ?? []) {
+      for (let page = 0; page < pages; page++) {
+        for (const [key, result] of await this.requireStore().load(execution, page)) this.results[key] = result;
+      }
     }
+    this.base = this.history();
   }
 
-  /** Saves every result so far in pages and returns the next execution's carry. */
+  /** Saves the results this execution added, in pages, and returns the next execution's carry. */
   async persist(): Promise<PipelineCarry> {
-    const execution = (this.options.carry?.execution ?? 1) + 1;
-    const pages: CarryEntries[] = [[]];
-    let bytes = 0;
-    for (const entry of Object.entries(this.results)) {
-      const size = JSON.stringify(entry).length;
-      if (bytes > 0 && bytes + size > CARRY_PAGE_BYTES) {
+    const execution = this.options.carry?.execution ?? 1;
+    const pages: CarryEntries[] = [];
+    let bytes = Infinity;
+    for (const key of this.fresh) {
+      const entry: [string, unknown] = [key, this.results[key]];
+      const size = utf8Bytes(JSON.stringify(entry));
+      if (bytes + size > CARRY_PAGE_BYTES) {
         pages.push([]);
         bytes = 0;
       }
@@ -95,7 +114,22 @@ export class ExecutionBudget {
       bytes += size;
     }
     for (let page = 0; page < pages.length; page++) await this.requireStore().save(execution, page, pages[page]);
-    return { execution, pages: pages.length };
+    const saved = [
+      ...(this.options.carry?.saved ?? []),
+      ...(pages.length > 0 ? [{ execution, pages: pages.length }] : []),
+    ];
+    return { execution: execution + 1, saved };
+  }
+
+  /** Whether this execution has done its share: its activity count, or its history's growth since the read-back. */
+  private full(): boolean {
+    if (this.started >= this.limit) return true;
+    const now = this.history();
+    const base = this.base ?? { events: 0, bytes: 0 };
+    return (
+      now.events - base.events >= HISTORY_GROWTH_PER_EXECUTION.events ||
+      now.bytes - base.bytes >= HISTORY_GROWTH_PER_EXECUTION.bytes
+    );
   }
 
   private requireStore(): CarryStore {
@@ -105,11 +139,12 @@ export class ExecutionBudget {
 
   async once<T>(key: string, call: () => Promise<T>): Promise<T> {
     if (Object.prototype.hasOwnProperty.call(this.results, key)) return this.results[key] as T;
-    if (this.started > 0 && (this.started >= this.limit || this.suggested())) throw new ExecutionFull();
+    if (this.started > 0 && this.full()) throw new ExecutionFull();
     this.started += 1;
     const result = await call();
     // Stored as JSON will carry it: an activity that returned nothing is remembered as null.
     this.results[key] = result === undefined ? null : result;
+    this.fresh.push(key);
     return result;
   }
 
@@ -136,4 +171,14 @@ export class ExecutionBudget {
     if (full) throw new ExecutionFull();
     return results;
   }
+}
+
+/** UTF-8 length of a string without Buffer (not in the workflow sandbox): surrogate pairs count 2 + 2. */
+function utf8Bytes(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c <= 0xdfff ? 2 : 3;
+  }
+  return bytes;
 }

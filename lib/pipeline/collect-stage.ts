@@ -90,6 +90,14 @@ async function readPlan(store: TieredStore, ref: ArtifactRef): Promise<Collectio
   return JSON.parse(bytes.toString('utf8')) as CollectionPlan;
 }
 
+/** A cursor that no longer fits its input: the retry must start the batch over (retryable). */
+export class ResumeMismatch extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ResumeMismatch';
+  }
+}
+
 /**
  * Reads one batch of units into document partitions of bounded size; records that cannot become documents go to
  * the batch's rejected partitions with their reason. Each time a partition fills, `onCheckpoint` gets the cursor:
@@ -140,6 +148,13 @@ export async function collectBatch(
       }
       if (boundary) input.onCheckpoint?.({ unit: u, record, ...writers.closed(), stats: structuredClone(stats) });
       if (stats.input % 500 === 0) input.onProgress?.({ units: u, documents: stats.kept, quarantined });
+    }
+    if (skip > 0) {
+      // The unit gave fewer records than the attempt being resumed had read: it changed or failed this time.
+      throw new ResumeMismatch(
+        `collect batch ${input.batch}: resuming after record ${resume!.record} of unit ${u}, the unit ended after ` +
+          `${record}: its source changed or failed since the interrupted attempt; the batch starts over`,
+      );
     }
     input.onProgress?.({ units: u + 1, documents: stats.kept, quarantined });
   }

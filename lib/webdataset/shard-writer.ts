@@ -64,7 +64,7 @@ export class ShardWriter {
     const json = Buffer.from(JSON.stringify(sample.json));
     const npyLength = npyBytes(sample.tokens.length, this.dtype);
     const entries = tarEntryBytes(json.length) + tarEntryBytes(npyLength);
-    if (this.used + entries > this.slab.length) await this.flush(shard.body);
+    if (this.used + entries > this.slab.length) await this.flush(shard);
     // A sample larger than a slab gets a slab of its own size.
     if (entries > this.slab.length) this.slab = Buffer.allocUnsafe(entries);
     let at = this.used;
@@ -100,19 +100,20 @@ export class ShardWriter {
   }
 
   /** Hands the filled part of the slab to the upload and starts a new slab, waiting while the upload is behind. */
-  private async flush(body: PassThrough): Promise<void> {
+  private async flush({ body, done }: { body: PassThrough; done: Promise<unknown> }): Promise<void> {
     if (this.used === 0) return;
     const data = this.slab.subarray(0, this.used);
     this.slab = Buffer.allocUnsafe(SLAB_BYTES);
     this.used = 0;
-    if (!body.write(data)) await new Promise((resolve) => body.once('drain', resolve));
+    // A failed upload never drains: wait for whichever comes first, so its error surfaces here.
+    if (!body.write(data)) await Promise.race([new Promise((resolve) => body.once('drain', resolve)), done]);
   }
 
   private async close(): Promise<void> {
     const shard = this.current;
     if (!shard) return;
     this.current = undefined;
-    await this.flush(shard.body);
+    await this.flush(shard);
     shard.body.end(TAR_END);
     const put = await shard.done;
     this.written.push({
