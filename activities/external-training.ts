@@ -112,7 +112,6 @@ export function createExternalTrainingActivities({ store }: { store: TieredStore
             });
             let pid: number | undefined;
             const heartbeat = () => ctx.heartbeat({ step: progress.lastStep, loss: progress.loss, pid });
-            const beat = setInterval(heartbeat, 1_000);
             let stopAtCheckpoint = false;
 
             const saveCheckpoint = async (step: number, files: string[] | undefined, weights: string | undefined) => {
@@ -173,29 +172,25 @@ export function createExternalTrainingActivities({ store }: { store: TieredStore
               heartbeat();
             };
 
-            try {
-              const outcome = await runExternalTrainer({
-                launch: { ...launch, cwd: spec.external.cwd },
-                progressFile: spec.external.report === 'file' ? work.progressFile : undefined,
-                stallTimeoutMs: spec.external.stallTimeoutSeconds * 1000,
-                timeoutMs: spec.external.timeoutSeconds === undefined ? undefined : spec.external.timeoutSeconds * 1000,
-                killGraceMs: spec.external.killGraceSeconds * 1000,
-                nonRetryableExitCodes: spec.external.nonRetryableExitCodes,
-                signal: ctx.cancellationSignal,
-                onStart: (trainer) => {
-                  pid = trainer.pid;
-                  heartbeat();
-                  recordTrainer(work, trainer.pid).catch((err: Error) =>
-                    ctx.log.warn(`could not record the trainer's pid: ${err.message}`),
-                  );
-                },
-                onEvent,
-                onText: (line, stream) => ctx.log.debug(`trainer ${stream}: ${line}`),
-              });
-              stopped = outcome.stopped;
-            } finally {
-              clearInterval(beat);
-            }
+            const outcome = await runExternalTrainer({
+              launch: { ...launch, cwd: spec.external.cwd },
+              progressFile: spec.external.report === 'file' ? work.progressFile : undefined,
+              stallTimeoutMs: spec.external.stallTimeoutSeconds * 1000,
+              timeoutMs: spec.external.timeoutSeconds === undefined ? undefined : spec.external.timeoutSeconds * 1000,
+              killGraceMs: spec.external.killGraceSeconds * 1000,
+              nonRetryableExitCodes: spec.external.nonRetryableExitCodes,
+              signal: ctx.cancellationSignal,
+              onStart: (trainer) => {
+                pid = trainer.pid;
+                heartbeat();
+                recordTrainer(work, trainer.pid).catch((err: Error) =>
+                  ctx.log.warn(`could not record the trainer's pid: ${err.message}`),
+                );
+              },
+              onEvent,
+              onText: (line, stream) => ctx.log.debug(`trainer ${stream}: ${line}`),
+            });
+            stopped = outcome.stopped;
           }
           await Promise.all(commits);
           const step = progress.lastCheckpoint ?? progress.start;

@@ -81,13 +81,15 @@ export function toActivityFailure(err: unknown): unknown {
  * taken for dead between progress reports (an upload, a listing, a retried store call), and the heartbeat timeouts
  * can stay short enough to notice a dead worker quickly. A blocked event loop or a dead process still goes silent.
  */
-function keepAlive<T>(body: () => Promise<T>, everyMs = 5000): Promise<T> {
+function keepAlive<T>(body: () => Promise<T>): Promise<T> {
   let ctx: Context;
   try {
     ctx = Context.current();
   } catch {
     return body(); // called outside an activity (a unit test of the body)
   }
+  // Three beats per heartbeat timeout, at most every 5 s: short timeouts (a training segment's 4 s) are kept too.
+  const everyMs = Math.max(250, Math.min(5000, (ctx.info.heartbeatTimeoutMs ?? 15_000) / 3));
   const send = ctx.heartbeat;
   let last: unknown = ctx.info.heartbeatDetails; // an earlier attempt's cursor stays until this one reports
   (ctx as { heartbeat: (details?: unknown) => void }).heartbeat = (details?: unknown) => {

@@ -14,8 +14,6 @@ export interface FeedbackDeps {
   store: TieredStore;
 }
 
-const HEARTBEAT_MS = 2000;
-
 export function createFeedbackActivities({ store }: FeedbackDeps) {
   return {
     /**
@@ -31,17 +29,12 @@ export function createFeedbackActivities({ store }: FeedbackDeps) {
       return withFailureMapping(async () => {
         const ctx = Context.current();
         const uri = feedbackPartitionUri(input);
-        // A slow store must not look like a dead worker: beat while the put is under way.
-        const beat = setInterval(() => ctx.heartbeat({ uri }), HEARTBEAT_MS);
-        try {
-          ctx.heartbeat({ uri });
-          const body = await encodeFeedbackPartition(input.events);
-          const put = await store.put(uri, body, { contentType: 'application/gzip' });
-          recordFeedback(ctx.metricMeter, input.events.length);
-          return { uri, part: input.part, events: input.events.length, bytes: put.bytes, sha256: put.sha256 };
-        } finally {
-          clearInterval(beat);
-        }
+        // A slow store must not look like a dead worker: withFailureMapping re-sends this beat while the put runs.
+        ctx.heartbeat({ uri });
+        const body = await encodeFeedbackPartition(input.events);
+        const put = await store.put(uri, body, { contentType: 'application/gzip' });
+        recordFeedback(ctx.metricMeter, input.events.length);
+        return { uri, part: input.part, events: input.events.length, bytes: put.bytes, sha256: put.sha256 };
       });
     },
 

@@ -14,6 +14,7 @@ import {
   findCommittedManifest,
   openVerified,
   readAll,
+  ObjectNotFound,
   readManifest,
   type ArtifactRef,
   type TieredStore,
@@ -83,7 +84,11 @@ export function createFlywheelActivities({ store }: { store: TieredStore }) {
         const champion = await registry.get(spec.model, 'champion');
         const datasetManifest = await readManifest(store, champion.dataset);
         const meta = datasetManifest.meta as unknown as DatasetMeta & { nearIndex?: ArtifactRef };
-        const saved = await store.getBytes(watermarkUri(spec.model)).catch(() => undefined);
+        // No watermark yet is the first night; any other failure must not reset it (all feedback would be curated again).
+        const saved = await store.getBytes(watermarkUri(spec.model)).catch((err: unknown) => {
+          if (err instanceof ObjectNotFound) return undefined;
+          throw err;
+        });
         const since = saved ? (JSON.parse(saved.toString('utf8')) as FeedbackWatermark) : EMPTY_FEEDBACK_WATERMARK;
         const read = await readFeedback(store, { since });
         Context.current().heartbeat({ events: read.events.length });

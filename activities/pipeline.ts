@@ -253,7 +253,7 @@ export function createPipelineActivities({ store, threads, allowedRoots, allowed
       );
     },
 
-    async exactDedupJoinStage(input: RunKey & { keys: ArtifactRef[] }): Promise<(ArtifactRef | null)[]> {
+    async exactDedupJoinStage(input: RunKey & { keys: (ArtifactRef | null)[] }): Promise<(ArtifactRef | null)[]> {
       return withFailureMapping(() =>
         exactDedupJoin({ store, folder: `${runFolder(input)}/dedup/drops`, keys: input.keys }),
       );

@@ -1,80 +1,26 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { FlywheelClient } from '../client/flywheel-client';
-import { decodeFeedbackPartition, FEEDBACK_ROOT, parseFeedbackPartitionUri } from '../lib/feedback';
-import {
-  FEEDBACK_DEFAULTS,
-  ledgerOfEvent,
-  type FeedbackEvent,
-  type FeedbackLedgerProgress,
-} from '../lib/spec/feedback';
+import { FEEDBACK_DEFAULTS, ledgerOfEvent } from '../lib/spec/feedback';
 import { createS3Client, FsStore, S3Store, TieredStore } from '../lib/storage';
 import { startDevServer } from '../worker/dev-server';
+import { compareStored, feedbackIdsInStorage, supportFeedbackEvent } from '../test/support/feedback-storage';
 import { startS3Gate } from '../test/support/s3-gate';
+import { startWorker } from '../test/support/worker-process';
 import { s3ClientOptions, startS3Server, type TestS3Server } from '../test/support/s3-server';
 import type { Figure } from './harness';
 
-const root = path.join(__dirname, '..');
 /** Concurrent callers, as request handlers of a busy service would be, each awaiting its own acknowledgement. */
 const CALLERS = 500;
 const BATCH = { maxEvents: 500, maxDelayMs: 50, maxInFlight: 4 };
 const TARGET_EVENTS_PER_SECOND = 1000;
+const FLUSH_WAIT_MS = 5 * 60_000;
 
 function envNumber(name: string, fallback: number): number {
   const value = Number(process.env[name]);
   return Number.isFinite(value) && value > 0 ? value : fallback;
-}
-
-/** A realistic event (about 900 bytes of JSON) with a unique id, stamped now plus `daysAhead`. */
-function feedbackEvent(run: string, n: number, daysAhead: number): FeedbackEvent {
-  return {
-    id: `${run}-${n}`,
-    ts: new Date(Date.now() + daysAhead * 86_400_000).toISOString(),
-    modelVersion: 'support-bot-v7',
-    prompt: `How do I rotate the API key for project ${n % 97}? ` + 'The docs mention a settings page. '.repeat(4),
-    response:
-      `Open Settings → API keys for project ${n % 97} and choose Rotate. ` + 'Old keys stop working. '.repeat(12),
-    rating: n % 5 === 0 ? { thumbs: 'down' } : { score: (n % 10) / 10 },
-    tags: ['support', n % 2 ? 'web' : 'mobile'],
-    user: createHash('sha256')
-      .update(`user-${n % 5000}`)
-      .digest('hex'),
-  };
-}
-
-function startWorker(env: NodeJS.ProcessEnv): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [path.join(root, 'bin', 'flywheel.js'), 'worker', '--queues', 'io'], {
-    cwd: root,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let seen = '';
-  return new Promise((resolve, reject) => {
-    const onExit = (code: number | null) =>
-      reject(new Error(`worker exited with ${code} before it was ready:\n${seen}`));
-    const onData = (chunk: Buffer) => {
-      seen += chunk.toString();
-      if (!/worker on/.test(seen)) return;
-      // Ready: stop collecting, keep the pipes drained.
-      for (const stream of [child.stdout!, child.stderr!]) stream.off('data', onData).resume();
-      child.off('exit', onExit);
-      resolve(child);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', onExit);
-  });
-}
-
-async function killHard(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -87,36 +33,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
-/** Waits until every ledger the events went to has written all it accepted. */
-async function waitFlushed(flywheel: FlywheelClient, ledgers: Set<string>): Promise<FeedbackLedgerProgress[]> {
-  const deadline = Date.now() + 300_000;
-  while (Date.now() < deadline) {
-    const progress = await Promise.all([...ledgers].map((id) => flywheel.feedbackProgress(id)));
-    if (progress.every((p) => p.buffered === 0 && p.flushed === p.accepted)) return progress;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`feedback ledgers ${[...ledgers].join(', ')} did not finish flushing within 5 minutes`);
-}
-
-/** How often each id is in storage, counted over the raw partitions (no reader dedup). */
-async function storedIds(store: TieredStore): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for await (const entry of store.listAll(FEEDBACK_ROOT)) {
-    if (!parseFeedbackPartitionUri(entry.uri)) continue;
-    for (const e of await decodeFeedbackPartition(await store.getBytes(entry.uri)))
-      counts.set(e.id, (counts.get(e.id) ?? 0) + 1);
-  }
-  return counts;
-}
-
-function lossAndDoubles(acked: Iterable<string>, stored: Map<string, number>): { lost: number; doubled: number } {
-  let lost = 0;
-  for (const id of acked) if (!stored.has(id)) lost++;
-  let doubled = 0;
-  for (const n of stored.values()) if (n > 1) doubled++;
-  return { lost, doubled };
 }
 
 /** Callers add events as fast as their acknowledgements come back, until `stop()` says so. */
@@ -134,7 +50,7 @@ function loadGenerator(flywheel: FlywheelClient, run: string, callers: number, d
   let stopped = false;
   const caller = async () => {
     while (!stopped) {
-      const event = feedbackEvent(run, n++, daysAhead);
+      const event = supportFeedbackEvent(run, n++, { ts: new Date(Date.now() + daysAhead * 86_400_000).toISOString() });
       ledgers.add(ledgerOfEvent(event, FEEDBACK_DEFAULTS.shards).workflowId);
       const t = performance.now();
       try {
@@ -178,18 +94,20 @@ async function sustainedIngestion(
 ): Promise<Figure[]> {
   const home = path.join(scratch, 'steady');
   const prefix = 'bench-feedback-steady';
-  const worker = await startWorker({
-    ...process.env,
-    TEMPORAL_ADDRESS: address,
-    FLYWHEEL_HOME: home,
-    FLYWHEEL_TASK_QUEUE_PREFIX: prefix,
-    FLYWHEEL_METRICS_PORT: '0',
-    FLYWHEEL_LOG_LEVEL: 'WARN',
-  });
+  const worker = startWorker(
+    {
+      TEMPORAL_ADDRESS: address,
+      FLYWHEEL_HOME: home,
+      FLYWHEEL_TASK_QUEUE_PREFIX: prefix,
+      FLYWHEEL_LOG_LEVEL: 'WARN',
+    },
+    { args: ['--queues', 'io'] },
+  );
+  await worker.ready;
   const connection = await Connection.connect({ address });
   try {
     const flywheel = new FlywheelClient(new Client({ connection }), { taskQueuePrefix: prefix });
-    const cpu = () => [cpuSeconds(serverPid), cpuSeconds(worker.pid), process.cpuUsage()] as const;
+    const cpu = () => [cpuSeconds(serverPid), cpuSeconds(worker.child.pid), process.cpuUsage()] as const;
     const before = cpu();
     const load = loadGenerator(flywheel, 'steady', CALLERS, 0);
     const t0 = performance.now();
@@ -202,14 +120,12 @@ async function sustainedIngestion(
     const client = (after[2].user + after[2].system - before[2].user - before[2].system) / 1e6;
     const cpuNote = `CPU over the run: Temporal server ${used(before[0], after[0])}, worker ${used(before[1], after[1])}, client ${client.toFixed(0)} s`;
     const rate = load.acked.length / elapsed;
-    const ledgers = await waitFlushed(flywheel, load.ledgers);
+    const ledgers = await flywheel.waitFeedbackFlushed(load.ledgers, FLUSH_WAIT_MS);
     const runs = ledgers.reduce((n, p) => n + p.runs, 0);
     const partitions = ledgers.reduce((n, p) => n + p.partitions, 0);
     const warm = new FsStore(path.join(home, 'warm'));
-    const { lost, doubled } = lossAndDoubles(
-      load.acked,
-      await storedIds(new TieredStore({ hot: warm, warm, cold: warm })),
-    );
+    const { counts } = await feedbackIdsInStorage(new TieredStore({ hot: warm, warm, cold: warm }));
+    const { lost, duplicated: doubled } = compareStored(load.acked, counts);
     const sorted = [...load.latencies].sort((a, b) => a - b);
     return [
       {
@@ -234,7 +150,7 @@ async function sustainedIngestion(
     ];
   } finally {
     await connection.close();
-    await killHard(worker);
+    await worker.kill();
   }
 }
 
@@ -245,12 +161,10 @@ async function killDuringFlush(address: string, scratch: string, s3: TestS3Serve
   const warm = new S3Store({ bucket, prefix: 'warm', client: s3client });
   await warm.ensureBucket();
   const prefix = 'bench-feedback-kill';
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
+  const env = {
     TEMPORAL_ADDRESS: address,
     FLYWHEEL_HOME: path.join(scratch, 'kill'),
     FLYWHEEL_TASK_QUEUE_PREFIX: prefix,
-    FLYWHEEL_METRICS_PORT: '0',
     FLYWHEEL_LOG_LEVEL: 'WARN',
     FLYWHEEL_WARM: `s3://${bucket}/warm`,
     FLYWHEEL_S3_ENDPOINT: gate.endpoint,
@@ -258,7 +172,12 @@ async function killDuringFlush(address: string, scratch: string, s3: TestS3Serve
     AWS_ACCESS_KEY_ID: s3.accessKeyId,
     AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
   };
-  let worker = await startWorker(env);
+  const ioWorker = async () => {
+    const started = startWorker(env, { args: ['--queues', 'io'] });
+    await started.ready;
+    return started;
+  };
+  let worker = await ioWorker();
   const connection = await Connection.connect({ address });
   try {
     const flywheel = new FlywheelClient(new Client({ connection }), { taskQueuePrefix: prefix });
@@ -268,18 +187,16 @@ async function killDuringFlush(address: string, scratch: string, s3: TestS3Serve
       process.stderr.write(`  kill ${k + 1}/${kills}: waiting for a flush to store its partition\n`);
       // The partition is in S3; the worker waits for the answer when it dies.
       heldPaths.push(await withTimeout(gate.holdNext(/\/feedback\//), 120_000, 'no flush reached storage'));
-      await killHard(worker);
+      await worker.kill();
       gate.releaseHeld();
-      worker = await startWorker(env);
+      worker = await ioWorker();
       await new Promise((r) => setTimeout(r, 3000));
     }
     await load.stop();
-    await waitFlushed(flywheel, load.ledgers);
+    await flywheel.waitFeedbackFlushed(load.ledgers, FLUSH_WAIT_MS);
     const local = new FsStore(path.join(scratch, 'kill-local'));
-    const { lost, doubled } = lossAndDoubles(
-      load.acked,
-      await storedIds(new TieredStore({ hot: local, warm, cold: local })),
-    );
+    const { counts } = await feedbackIdsInStorage(new TieredStore({ hot: local, warm, cold: local }));
+    const { lost, duplicated: doubled } = compareStored(load.acked, counts);
     const retried = heldPaths.filter((p) => gate.puts.filter((q) => q === p).length >= 2).length;
     const note =
       `${kills} SIGKILLs of the worker, each while a flush had stored its partition but not yet reported it; ` +
@@ -290,7 +207,7 @@ async function killDuringFlush(address: string, scratch: string, s3: TestS3Serve
     ];
   } finally {
     await connection.close();
-    await killHard(worker);
+    await worker.kill();
     s3client.destroy();
     await gate.close();
   }

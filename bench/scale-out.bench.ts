@@ -1,4 +1,3 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -6,10 +5,10 @@ import { Client, Connection } from '@temporalio/client';
 import { FlywheelClient } from '../client/flywheel-client';
 import { sampleCorpus } from '../lib/collect';
 import { startDevServer, type DevServer } from '../worker/dev-server';
+import { startWorker, type WorkerProcess } from '../test/support/worker-process';
 import type { Benchmark } from './harness';
 
 const MB = 1024 * 1024;
-const root = path.join(__dirname, '..');
 
 /**
  * Scale-out of the data stages: the same pipeline served by one `flywheel worker` process and by two. Each worker
@@ -23,7 +22,7 @@ export function scaleOutBenchmarks(): Benchmark[] {
   let server: DevServer | undefined;
   let connection: Connection | undefined;
   let flywheel: { one: FlywheelClient; two: FlywheelClient } | undefined;
-  const workers: ChildProcess[] = [];
+  const workers: WorkerProcess[] = [];
   let corpus = '';
   let textBytes = 0;
   let round = 0;
@@ -70,18 +69,17 @@ export function scaleOutBenchmarks(): Benchmark[] {
           FLYWHEEL_LOG_LEVEL: 'WARN',
         });
         const cpus = os.availableParallelism();
-        const started = [
-          startWorker(env('scale-one'), 0),
-          startWorker(env('scale-two'), 0),
-          startWorker(env('scale-two'), Math.min(1, cpus - 1)),
-        ];
-        workers.push(...started.map((w) => w.child));
-        await Promise.all(started.map((w) => w.ready));
+        workers.push(
+          startWorker(env('scale-one'), { cpu: 0 }),
+          startWorker(env('scale-two'), { cpu: 0 }),
+          startWorker(env('scale-two'), { cpu: Math.min(1, cpus - 1) }),
+        );
+        await Promise.all(workers.map((w) => w.ready));
       },
       candidate: { label: '2 workers', run: run('two') },
       baseline: { label: '1 worker', run: run('one') },
       async teardown() {
-        await Promise.all(workers.map(stopChild));
+        await Promise.all(workers.map((w) => w.stop()));
         await connection?.close();
         await server?.stop();
         fs.rmSync(scratch, { recursive: true, force: true });
@@ -118,40 +116,4 @@ function copiesFromEnv(): number {
     throw new Error(`FLYWHEEL_BENCH_SCALE_COPIES=${raw}: give a whole number from 1 to 26`);
   }
   return copies;
-}
-
-const hasTaskset = spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status === 0;
-
-/** A `flywheel worker` process, on CPU `cpu` when taskset is there; resolves `ready` once it polls. */
-function startWorker(env: Record<string, string>, cpu: number): { child: ChildProcess; ready: Promise<void> } {
-  const node = [process.execPath, path.join(root, 'bin', 'flywheel.js'), 'worker'];
-  const argv = hasTaskset ? ['taskset', '-c', String(cpu), ...node] : node;
-  const child = spawn(argv[0], argv.slice(1), {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let seen = '';
-  const ready = new Promise<void>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      seen = (seen + chunk.toString()).slice(-(1 << 16));
-      if (/\[flywheel\] worker on /.test(seen)) resolve();
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code, signal) => reject(new Error(`a bench worker exited (${code ?? signal}):\n${seen}`)));
-  });
-  return { child, ready };
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const force = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.once('exit', () => {
-      clearTimeout(force);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }

@@ -1,7 +1,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, describeVariables, loadConfig, TASK_QUEUE_ROLES, type TaskQueueRole } from '../lib/config';
+import {
+  ConfigError,
+  describeVariables,
+  loadConfig,
+  TASK_QUEUE_ROLES,
+  type FlywheelConfig,
+  type TaskQueueRole,
+} from '../lib/config';
 import { InvalidSpec } from '../lib/spec/invalid-spec';
 import type { StorageCheckInput } from '../lib/spec/storage-check';
 import { registerPipelineCommands } from './commands/pipeline';
@@ -69,7 +76,7 @@ async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
   let failure: unknown;
   let record: Record<string, unknown> = {};
   try {
-    const client = new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
+    const client = new FlywheelClient(await connectClient(config), flywheelOptions(config));
     const job = await (await mainJob()).runMainJob(client, config, (line) => log(opts, line));
     record = {
       ...job,
@@ -137,8 +144,7 @@ async function runDevStack(): Promise<void> {
 
 async function runStorageCheckCommand(opts: { objects?: number; bytes?: number; tier?: string; json?: boolean }) {
   const config = loadConfig();
-  const [{ connectClient }, { FlywheelClient }] = await Promise.all([connection(), flywheelClient()]);
-  const client = new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
+  const client = await connectFlywheel(config);
   const spec = { objects: opts.objects, objectBytes: opts.bytes, tier: opts.tier } as StorageCheckInput;
   const handle = await client.startStorageCheck(spec);
   if (!opts.json)
@@ -204,27 +210,15 @@ export function buildCli(): Command {
   registerModelsCommands(program);
 
   registerTrainCommands(program, {
-    connect: async () => {
-      const config = loadConfig();
-      const [{ connectClient }, { FlywheelClient }] = await Promise.all([connection(), flywheelClient()]);
-      return new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
-    },
+    connect: () => connectFlywheel(loadConfig()),
   });
 
   registerFlywheelCommands(program, {
-    connect: async () => {
-      const config = loadConfig();
-      const [{ connectClient }, { FlywheelClient }] = await Promise.all([connection(), flywheelClient()]);
-      return new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
-    },
+    connect: () => connectFlywheel(loadConfig()),
   });
 
   registerPipelineCommands(program, {
-    connect: async () => {
-      const config = loadConfig();
-      const [{ connectClient }, { FlywheelClient }] = await Promise.all([connection(), flywheelClient()]);
-      return new FlywheelClient(await connectClient(config), { taskQueuePrefix: config.worker.taskQueuePrefix });
-    },
+    connect: () => connectFlywheel(loadConfig()),
   });
 
   program
@@ -285,4 +279,14 @@ export async function main(argv: string[]): Promise<number> {
 
 if (require.main === module) {
   void main(process.argv).then((code) => process.exit(code));
+}
+
+/** What every FlywheelClient of this process is built with: its task queues and the feedback shard count. */
+function flywheelOptions(config: FlywheelConfig) {
+  return { taskQueuePrefix: config.worker.taskQueuePrefix, feedback: config.feedback };
+}
+
+async function connectFlywheel(config: FlywheelConfig) {
+  const [{ connectClient }, { FlywheelClient }] = await Promise.all([connection(), flywheelClient()]);
+  return new FlywheelClient(await connectClient(config), flywheelOptions(config));
 }

@@ -204,4 +204,25 @@ export class FlywheelClient {
   async feedbackProgress(workflowId: string): Promise<FeedbackLedgerProgress> {
     return this.client.workflow.getHandle(workflowId).query<FeedbackLedgerProgress>('progress');
   }
+
+  /**
+   * Waits until every ledger named (a receipt's `ledgers`) has written all it accepted to storage, where the nightly
+   * flywheel reads it; the ledgers' own counts once they have. Throws naming the ledgers behind after `timeoutMs`.
+   */
+  async waitFeedbackFlushed(ledgers: Iterable<string>, timeoutMs = 60_000): Promise<FeedbackLedgerProgress[]> {
+    const ids = [...ledgers];
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const progress = await Promise.all(ids.map((id) => this.feedbackProgress(id)));
+      if (progress.every((p) => p.buffered === 0 && p.flushed === p.accepted)) return progress;
+      if (Date.now() > deadline) {
+        const behind = progress.filter((p) => p.buffered > 0 || p.flushed !== p.accepted);
+        throw new Error(
+          `feedback ledgers did not finish flushing within ${Math.round(timeoutMs / 1000)} s: ` +
+            behind.map((p) => `${p.day}/${p.shard} flushed ${p.flushed} of ${p.accepted}`).join(', '),
+        );
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }

@@ -73,13 +73,7 @@ export async function runMainJob(
       `${receipt.duplicates} already there, in ${receipt.ledgers.length} ledgers`,
   );
   // The nightly run reads what the ledgers have flushed; wait for them, as the schedule's night would.
-  const deadline = Date.now() + 60_000;
-  for (const ledger of receipt.ledgers)
-    for (;;) {
-      const p = await client.feedbackProgress(ledger);
-      if ((p.buffered === 0 && p.flushed === p.accepted) || Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+  await client.waitFeedbackFlushed(receipt.ledgers);
 
   const flywheelHandle = await client.startFlywheel(readSpecFile(MAIN_FLYWHEEL_SPEC) as FlywheelInput);
   log(`Flywheel: workflow ${flywheelHandle.workflowId} (${rel(MAIN_FLYWHEEL_SPEC)})`);

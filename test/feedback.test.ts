@@ -10,13 +10,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import { readFeedbackLines } from '../client/commands/feedback';
 import { FlywheelClient } from '../client/flywheel-client';
 import {
-  decodeFeedbackPartition,
   encodeFeedbackPartition,
-  FEEDBACK_ROOT,
   FeedbackBatcher,
   feedbackPartitionUri,
   listFeedbackPartitions,
-  parseFeedbackPartitionUri,
   readFeedback,
 } from '../lib/feedback';
 import {
@@ -33,6 +30,7 @@ import {
 import { createS3Client, FsStore, S3Store, TieredStore, tieredStoreFromConfig } from '../lib/storage';
 import type { feedbackLedger } from '../workflows';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
+import { feedbackIdsInStorage } from './support/feedback-storage';
 import { startS3Gate, type S3Gate } from './support/s3-gate';
 import { s3ClientOptions, startS3Server, type TestS3Server } from './support/s3-server';
 import { temporalAddress, testConfig } from './support/temporal';
@@ -58,17 +56,6 @@ function event(n: number, day: string, extra: Partial<FeedbackEvent> = {}): Feed
 
 const events = (day: string, from: number, count: number) =>
   Array.from({ length: count }, (_, i) => event(from + i, day));
-
-/** Every event id in every partition under the feedback root, counted: storage itself, without the reader's dedup. */
-async function idsInStorage(store: TieredStore): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for await (const entry of store.listAll(FEEDBACK_ROOT)) {
-    if (!parseFeedbackPartitionUri(entry.uri)) continue;
-    for (const e of await decodeFeedbackPartition(await store.getBytes(entry.uri)))
-      counts.set(e.id, (counts.get(e.id) ?? 0) + 1);
-  }
-  return counts;
-}
 
 function tempStore(): TieredStore {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-feedback-'));
@@ -329,7 +316,7 @@ describe('the feedbackLedger workflow', () => {
     const again = await flywheel.submitFeedback([...events(day, 50, 100), ...events(day, 140, 20)]);
     assert.deepEqual([again.accepted, again.duplicates], [60, 60]);
     await flushed(day);
-    const counts = await idsInStorage(store);
+    const counts = (await feedbackIdsInStorage(store)).counts;
     const mine = [...counts].filter(([id]) => id.includes(day));
     assert.equal(mine.length, 160);
     assert.ok(
@@ -427,7 +414,7 @@ describe('the feedbackLedger workflow', () => {
     );
     const again = await flywheel.submitFeedback(events(day, 0, 160), opts);
     assert.deepEqual([again.accepted, again.duplicates], [0, 160]);
-    const mine = [...(await idsInStorage(store))].filter(([id]) => id.includes(day));
+    const mine = [...(await feedbackIdsInStorage(store)).counts].filter(([id]) => id.includes(day));
     assert.equal(mine.length, 160);
     assert.ok(mine.every(([, n]) => n === 1));
     for (const p of progress) {
@@ -617,14 +604,11 @@ describe('feedback durability', () => {
           assert.deepEqual([receipt.accepted, receipt.duplicates], [500, 100]);
 
           const flywheel = new FlywheelClient(new Client({ connection }), { taskQueuePrefix: prefix });
-          for (;;) {
-            const progress = await Promise.all(
-              [0, 1, 2, 3].map((s) => flywheel.feedbackProgress(feedbackLedgerId(day, s))),
-            );
-            if (progress.every((p) => p.buffered === 0 && p.flushed === p.accepted)) break;
-            await new Promise((r) => setTimeout(r, 250));
-          }
-          const counts = await idsInStorage(store);
+          await flywheel.waitFeedbackFlushed(
+            [0, 1, 2, 3].map((s) => feedbackLedgerId(day, s)),
+            120_000,
+          );
+          const counts = (await feedbackIdsInStorage(store)).counts;
           const expected = new Set([...wave1, ...wave2].map((e) => e.id));
           assert.equal(expected.size, 2500);
           assert.deepEqual(

@@ -47,13 +47,7 @@ describe('the data flywheel', () => {
 
   async function submitAndFlush(events: unknown[]) {
     const receipt = await flywheel.submitFeedback(events, { ledger: { flushIntervalMs: 200 } });
-    for (const ledger of receipt.ledgers) {
-      for (;;) {
-        const p = await flywheel.feedbackProgress(ledger);
-        if (p.buffered === 0 && p.flushed === p.accepted) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    await flywheel.waitFeedbackFlushed(receipt.ledgers);
     return receipt;
   }
 

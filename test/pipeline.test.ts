@@ -199,6 +199,14 @@ describe('the dataPipeline workflow', () => {
     assert.deepEqual(await shardsOf(many.manifest), await shardsOf(whole.manifest));
   });
 
+  it('with exact dedup off, the dedup stage passes on every filtered document and drops none', async () => {
+    const summary = await flywheel.runPipeline({ ...spec(), dataset: 'no-exact', dedup: { exact: false } });
+    assert.deepEqual(summary.stages.dedup?.dropped, {});
+    assert.equal(summary.stages.dedup?.input, summary.stages.filter?.kept);
+    assert.equal(summary.stages.dedup?.kept, summary.stages.filter?.kept);
+    assert.equal(summary.documents, summary.stages.filter?.kept, 'the normalized copy of note-0 stays');
+  });
+
   it('a rerun of the same spec reuses the committed dataset; a changed spec under the same version is refused', async () => {
     const first = await flywheel.runPipeline(spec());
     assert.equal(first.reused, true);

@@ -74,6 +74,12 @@ async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<Dat
     progress.total = total;
     upsertSearchAttributes([{ key: FlywheelStage, value: name }]);
   };
+  /** One stage activity through the budget, counted in the stage's progress. */
+  const step = async <T>(key: string, work: () => Promise<T>) => {
+    const result = await budget.once(key, work);
+    progress.done += 1;
+    return result;
+  };
   upsertSearchAttributes([
     { key: FlywheelKind, value: 'pipeline' },
     { key: FlywheelDataset, value: `${spec.dataset}/${spec.version}` },
@@ -126,27 +132,27 @@ async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<Dat
 
   // Exact dedup fans out: keys per batch, one join over the keys alone, each batch filtered by its drop list, one
   // commit listing every batch's partitions. A rerun of the same spec finds the committed stage and skips the steps.
-  stage('dedup', (spec.dedup.exact ? 2 * filtered.length + 1 : filtered.length) + 1);
+  stage('dedup', spec.dedup.exact ? 2 * filtered.length + 2 : 1);
   const committedDedup = await budget.once('dedup/committed', () => cpu.committedExactDedupStage({ ...runKey }));
-  const dedupStep = async <T>(key: string, work: () => Promise<T>) => {
-    const result = await budget.once(key, work);
-    progress.done += 1;
-    return result;
-  };
   const deduped =
     committedDedup ??
     (await (async () => {
-      let drops: (ArtifactRef | null)[] = filtered.map(() => null);
-      if (spec.dedup.exact) {
-        const keys = await budget.mapBounded(filtered.length, (batch) =>
-          dedupStep(`dedup/keys/${batch}`, () =>
-            cpu.exactDedupKeysStage({ ...runKey, batch, input: filtered[batch].partitions }),
-          ),
-        );
-        drops = await dedupStep('dedup/join', () => cpu.exactDedupJoinStage({ ...runKey, keys }));
+      if (!spec.dedup.exact) {
+        // Nothing to drop: the stage lists the filter's partitions as they are, without reading them again.
+        const batches = filtered.map(({ partitions, stats }) => ({
+          partitions,
+          stats: { input: stats.kept, kept: stats.kept, dropped: {}, keptBytes: stats.keptBytes },
+        }));
+        return step('dedup', () => cpu.commitExactDedupStage({ ...runKey, batches }));
       }
+      const keys = await budget.mapBounded(filtered.length, (batch) =>
+        step(`dedup/keys/${batch}`, () =>
+          cpu.exactDedupKeysStage({ ...runKey, batch, input: filtered[batch].partitions }),
+        ),
+      );
+      const drops = await step('dedup/join', () => cpu.exactDedupJoinStage({ ...runKey, keys }));
       const batches = await budget.mapBounded(filtered.length, (batch) =>
-        dedupStep(`dedup/filter/${batch}`, () =>
+        step(`dedup/filter/${batch}`, () =>
           cpu.exactDedupFilterStage({
             ...runKey,
             batch,
@@ -156,7 +162,7 @@ async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<Dat
           }),
         ),
       );
-      return dedupStep('dedup', () =>
+      return step('dedup', () =>
         cpu.commitExactDedupStage({
           ...runKey,
           batches: batches.map(({ partitions, rejected, stats }) => ({ partitions, rejected, stats })),
@@ -178,11 +184,6 @@ async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<Dat
     if (!nearDeduped) {
       const units = plan.indexPartitions + plan.partitions;
       progress.total = units + plan.bandGroups.length + 1 + plan.partitions + 1;
-      const step = async <T>(key: string, work: () => Promise<T>) => {
-        const result = await budget.once(key, work);
-        progress.done += 1;
-        return result;
-      };
       const counts = { indexPartitions: plan.indexPartitions, partitions: plan.partitions };
       await budget.mapBounded(units, (unit) =>
         step(`near/sign/${unit}`, () =>

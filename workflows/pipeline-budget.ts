@@ -1,3 +1,5 @@
+import { utf8Bytes } from '../lib/spec/feedback';
+
 /** At most this many stage activities pending at once: far below Temporal's 2,000, kind to small clusters. */
 export const MAX_PENDING = 8;
 
@@ -171,14 +173,4 @@ export class ExecutionBudget {
     if (full) throw new ExecutionFull();
     return results;
   }
-}
-
-/** UTF-8 length of a string without Buffer (not in the workflow sandbox): surrogate pairs count 2 + 2. */
-function utf8Bytes(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c <= 0xdfff ? 2 : 3;
-  }
-  return bytes;
 }

@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadConfig } from '../../lib/config';
-import { feedbackSettingsFromEnv } from '../../lib/feedback/settings';
 import { validateFeedbackBatch, type FeedbackProblem } from '../../lib/spec/feedback';
 import type { FeedbackReceipt } from '../feedback';
 
@@ -50,7 +49,7 @@ function parseBatch(value: string): number {
 
 async function submitFile(file: string, opts: { json?: boolean; batch: number }): Promise<void> {
   const config = loadConfig();
-  const feedback = feedbackSettingsFromEnv();
+  const feedback = config.feedback;
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');

@@ -68,6 +68,8 @@ export interface FlywheelConfig {
   };
   /** Payload encryption: on when a key ring is configured. */
   codec: { keyRing?: KeyRing; token?: string };
+  /** Feedback intake: ledgers per day (every submitting process must agree) and the largest event accepted. */
+  feedback: { shards: number; maxEventBytes: number };
 }
 
 const SECRET_VARIABLES = new Set([
@@ -137,6 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       collectHosts: e.FLYWHEEL_COLLECT_HOSTS,
     },
     codec: { keyRing, token: e.FLYWHEEL_CODEC_TOKEN },
+    feedback: { shards: e.FLYWHEEL_FEEDBACK_SHARDS, maxEventBytes: e.FLYWHEEL_FEEDBACK_MAX_EVENT_BYTES },
   };
 }
 

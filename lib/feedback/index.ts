@@ -2,4 +2,3 @@ export * from './partitions';
 export * from './read';
 export * from './batcher';
 export * from './errors';
-export * from './settings';

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { normalizeText } from '../dedup/normalize';
 import type { TieredStore } from '../storage/tiered-store';
 import type { ArtifactRef } from '../storage/manifest';
-import { gzipSync } from 'node:zlib';
 import { decodeJsonlGz } from '../document/jsonl-partition';
 import { openVerified, readManifest } from '../storage/manifest';
+import { readAll } from '../storage/object-store';
 import { countDrop, emptyStats, mergeStats } from '../spec/pipeline-results';
 import { PartitionWriter } from './partition-writer';
 import { commitStage, type StageOutput } from './stage-output';
@@ -29,7 +29,7 @@ export async function exactDedupKeys(input: {
   uri: string;
   input: ArtifactRef;
   onProgress?: (documents: number) => void;
-}): Promise<ArtifactRef & { documents: number }> {
+}): Promise<(ArtifactRef & { documents: number }) | null> {
   const writer = new PartitionWriter(input.store, input.uri, { maxRecords: Infinity, maxBytes: Infinity });
   let documents = 0;
   for await (const doc of readStageDocuments(input.store, [input.input])) {
@@ -37,23 +37,27 @@ export async function exactDedupKeys(input: {
     if (++documents % 1000 === 0) input.onProgress?.(documents);
   }
   const [written] = await writer.finish();
-  if (written) return { uri: written.uri, sha256: written.sha256, bytes: written.bytes, documents };
-  const empty = await input.store.put(`${input.uri}-000000.jsonl.gz`, gzipSync(''));
-  return { uri: empty.uri, sha256: empty.sha256, bytes: empty.bytes, documents: 0 };
+  return written ? { uri: written.uri, sha256: written.sha256, bytes: written.bytes, documents } : null;
 }
 
 /** Step 2, once: which documents of each batch repeat an earlier one. One drop list per batch, `[index, firstId]`. */
 export async function exactDedupJoin(input: {
   store: TieredStore;
   folder: string;
-  keys: readonly ArtifactRef[];
+  /** Per batch; null for a batch without documents. */
+  keys: readonly (ArtifactRef | null)[];
 }): Promise<(ArtifactRef | null)[]> {
   const firstByKey = new Map<string, string>();
   const out: (ArtifactRef | null)[] = [];
   for (let batch = 0; batch < input.keys.length; batch++) {
     const drops: [number, string][] = [];
     let index = 0;
-    for await (const [key, id] of decodeJsonlGz<[string, string]>(await openVerified(input.store, input.keys[batch]))) {
+    const keys = input.keys[batch];
+    if (!keys) {
+      out.push(null);
+      continue;
+    }
+    for await (const [key, id] of decodeJsonlGz<[string, string]>(await openVerified(input.store, keys))) {
       const first = firstByKey.get(key);
       if (first === undefined) firstByKey.set(key, id);
       else drops.push([index, first]);
@@ -129,9 +133,3 @@ export async function commitExactDedup(input: {
 }
 
 const pad = (n: number) => String(n).padStart(6, '0');
-
-async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk);
-  return Buffer.concat(chunks);
-}

@@ -7,6 +7,7 @@ import {
   readManifest,
   type ArtifactRef,
 } from '../storage/manifest';
+import { readAll } from '../storage/object-store';
 import type { TieredStore } from '../storage/tiered-store';
 import type { TokenizerEncoding } from '../tokenize/encodings';
 import { DocumentTokenizer } from '../tokenize/tokenizer';
@@ -160,9 +161,7 @@ async function* recordSizes(store: TieredStore, tokenManifest: ArtifactRef): Asy
   const manifest = await readManifest(store, tokenManifest.uri);
   const index = (manifest.meta as { sizes?: ArtifactRef }).sizes;
   if (index) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of await openVerified(store, index)) chunks.push(chunk as Buffer);
-    yield* JSON.parse(Buffer.concat(chunks).toString('utf8')) as RecordSize[];
+    yield* JSON.parse((await readAll(await openVerified(store, index))).toString('utf8')) as RecordSize[];
     return;
   }
   for await (const record of tokenRecords(store, tokenManifest)) {

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { FlywheelClient } from '../../client/flywheel-client';
-import { decodeFeedbackPartition, FEEDBACK_ROOT, parseFeedbackPartitionUri } from '../../lib/feedback';
+import { parseFeedbackPartitionUri } from '../../lib/feedback';
 import { feedbackLedgerId, type FeedbackEvent } from '../../lib/spec/feedback';
-import type { TieredStore } from '../../lib/storage';
+import { feedbackIdsInStorage } from '../support/feedback-storage';
 import { startS3Gate } from '../support/s3-gate';
 import type { TestS3Server } from '../support/s3-server';
 import { s3WarmTier, scenarioSetup, type FaultContext } from './context';
-import { recoveredAfter, sleep, waitFor, type Scenario } from './harness';
-import { startWorker, type WorkerProcess } from './worker-process';
+import { recoveredAfter, sleep, type Scenario } from './harness';
+import { startWorker, type WorkerProcess } from '../support/worker-process';
 
 /** A far-off day: its ledgers stay open for the whole suite. */
 const DAY = '2093-03-01';
@@ -28,17 +28,6 @@ function feedbackEvent(n: number): FeedbackEvent {
 }
 
 const events = (from: number, count: number) => Array.from({ length: count }, (_, i) => feedbackEvent(from + i));
-
-/** How many times each event id is in storage: the partitions themselves, without the reader's dedup. */
-async function idsInStorage(store: TieredStore): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for await (const entry of store.listAll(FEEDBACK_ROOT)) {
-    if (!parseFeedbackPartitionUri(entry.uri)) continue;
-    for (const e of await decodeFeedbackPartition(await store.getBytes(entry.uri)))
-      counts.set(e.id, (counts.get(e.id) ?? 0) + 1);
-  }
-  return counts;
-}
 
 /**
  * SIGKILL of the worker while a ledger flushes a partition to warm (S3): the object is stored but the worker never
@@ -77,11 +66,8 @@ export function feedbackFlushKilled(ctx: FaultContext, s3: TestS3Server): Scenar
         assert.deepEqual([receipt.accepted, receipt.duplicates], [500, 100]);
 
         const ledgers = [0, 1, 2, 3].map((shard) => feedbackLedgerId(DAY, shard));
-        await waitFor('every ledger to flush what it accepted', async () => {
-          const progress = await Promise.all(ledgers.map((id) => flywheel.feedbackProgress(id)));
-          return progress.every((p) => p.buffered === 0 && p.flushed === p.accepted);
-        });
-        const counts = await idsInStorage(setup.store);
+        await flywheel.waitFeedbackFlushed(ledgers, 120_000);
+        const { counts } = await feedbackIdsInStorage(setup.store);
         const expected = new Set([...wave1, ...wave2].map((e) => e.id));
         assert.deepEqual(
           [...expected].filter((id) => counts.get(id) !== 1),

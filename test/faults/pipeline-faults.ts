@@ -16,7 +16,7 @@ import {
   type Scenario,
 } from './harness';
 import { startRestartableS3, startRestartableTemporal } from './servers';
-import { startWorker } from './worker-process';
+import { startWorker } from '../support/worker-process';
 
 /** The activity that does each stage's work: when a worker has started one, the stage is under way. */
 const STAGE_ACTIVITY = {

@@ -28,7 +28,7 @@ import {
   workerKilledDuringCheckpointCommit,
   workerKilledMidSegment,
 } from './training-faults';
-import { startWorker } from './worker-process';
+import { startWorker } from '../support/worker-process';
 
 /**
  * `npm run test:faults`: one Temporal dev server and one S3 server for the suite (the restart scenarios start their

@@ -14,7 +14,7 @@ import {
   type ScenarioSetup,
 } from './context';
 import { activityRuns, recoveredAfter, startedActivity, waitFor, type ActivityRun, type Scenario } from './harness';
-import { startWorker, type WorkerProcess } from './worker-process';
+import { startWorker, type WorkerProcess } from '../support/worker-process';
 
 const RUN = 'faults';
 const CHECKPOINTS = `runs/${RUN}/checkpoints`;

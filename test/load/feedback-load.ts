@@ -1,19 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { FlywheelClient } from '../../client/flywheel-client';
-import {
-  decodeFeedbackPartition,
-  FEEDBACK_BATCHER_DEFAULTS,
-  FEEDBACK_ROOT,
-  FeedbackBatcher,
-  parseFeedbackPartitionUri,
-} from '../../lib/feedback';
-import {
-  FEEDBACK_DEFAULTS,
-  ledgerOfEvent,
-  type FeedbackEvent,
-  type FeedbackLedgerProgress,
-} from '../../lib/spec/feedback';
-import type { TieredStore } from '../../lib/storage';
+import { FEEDBACK_BATCHER_DEFAULTS, FeedbackBatcher } from '../../lib/feedback';
+import { FEEDBACK_DEFAULTS, ledgerOfEvent } from '../../lib/spec/feedback';
+import { supportFeedbackEvent } from '../support/feedback-storage';
 import { sleep } from '../faults/harness';
 
 /**
@@ -25,23 +13,6 @@ export const LOAD_BATCHING = FEEDBACK_BATCHER_DEFAULTS;
 const MODELS = ['support-bot-v7', 'support-bot-v8', 'search-helper-v2'];
 /** How often the pacer wakes to offer the events due by then. */
 const TICK_MS = 5;
-
-/** A realistic event (about 900 bytes of JSON) with an id unique to this run. */
-function loadEvent(run: string, n: number): FeedbackEvent {
-  return {
-    id: `${run}-${n}`,
-    ts: new Date().toISOString(),
-    modelVersion: MODELS[n % MODELS.length],
-    prompt: `How do I rotate the API key for project ${n % 97}? ` + 'The docs mention a settings page. '.repeat(4),
-    response:
-      `Open Settings → API keys for project ${n % 97} and choose Rotate. ` + 'Old keys stop working. '.repeat(12),
-    rating: n % 5 === 0 ? { thumbs: 'down' } : { score: (n % 10) / 10 },
-    tags: ['support', n % 2 ? 'web' : 'mobile'],
-    user: createHash('sha256')
-      .update(`user-${n % 5000}`)
-      .digest('hex'),
-  };
-}
 
 /** What the paced feedback load did, before anything is read back. */
 export interface FeedbackLoad {
@@ -97,7 +68,8 @@ export async function offerFeedback(
   while (load.offered.length < total) {
     const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate));
     while (load.offered.length < due) {
-      const event = loadEvent(run, load.offered.length);
+      const n = load.offered.length;
+      const event = supportFeedbackEvent(run, n, { modelVersion: MODELS[n % MODELS.length] });
       load.offered.push(event.id);
       load.ledgers.add(ledgerOfEvent(event, FEEDBACK_DEFAULTS.shards).workflowId);
       const offeredAt = performance.now();
@@ -122,58 +94,4 @@ export async function offerFeedback(
   await Promise.all(acks);
   load.ackSeconds = (lastAck - t0) / 1000;
   return load;
-}
-
-/** Waits until every ledger has written all it accepted to storage; the ledgers' own counts once it has. */
-export async function waitFlushed(
-  flywheel: FlywheelClient,
-  ledgers: Iterable<string>,
-  timeoutMs: number,
-): Promise<FeedbackLedgerProgress[]> {
-  const ids = [...ledgers];
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const progress = await Promise.all(ids.map((id) => flywheel.feedbackProgress(id)));
-    if (progress.every((p) => p.buffered === 0 && p.flushed === p.accepted)) return progress;
-    if (Date.now() > deadline) {
-      const behind = progress.filter((p) => p.buffered > 0 || p.flushed !== p.accepted);
-      throw new Error(
-        `feedback ledgers did not finish flushing within ${Math.round(timeoutMs / 1000)} s: ` +
-          behind.map((p) => `${p.day}/${p.shard} flushed ${p.flushed} of ${p.accepted}`).join(', '),
-      );
-    }
-    await sleep(250);
-  }
-}
-
-/** How often each event id is in storage, counted over the raw partitions (no reader dedup). */
-export async function storedFeedbackIds(
-  store: TieredStore,
-): Promise<{ counts: Map<string, number>; partitions: number }> {
-  const counts = new Map<string, number>();
-  let partitions = 0;
-  for await (const entry of store.listAll(FEEDBACK_ROOT)) {
-    if (!parseFeedbackPartitionUri(entry.uri)) continue;
-    partitions += 1;
-    for (const e of await decodeFeedbackPartition(await store.getBytes(entry.uri)))
-      counts.set(e.id, (counts.get(e.id) ?? 0) + 1);
-  }
-  return { counts, partitions };
-}
-
-/** Every offered id stored exactly once, and nothing else stored: the counts that say otherwise. */
-export function compareStored(
-  offered: readonly string[],
-  stored: Map<string, number>,
-): { stored: number; lost: number; duplicated: number; unexpected: number } {
-  const wanted = new Set(offered);
-  let lost = 0;
-  for (const id of wanted) if (!stored.has(id)) lost += 1;
-  let duplicated = 0;
-  let unexpected = 0;
-  for (const [id, n] of stored) {
-    if (n > 1) duplicated += 1;
-    if (!wanted.has(id)) unexpected += 1;
-  }
-  return { stored: stored.size, lost, duplicated, unexpected };
 }

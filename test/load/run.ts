@@ -6,9 +6,10 @@ import { FlywheelClient } from '../../client/flywheel-client';
 import { loadConfig } from '../../lib/config';
 import { FEEDBACK_DEFAULTS } from '../../lib/spec/feedback';
 import { tieredStoreFromConfig } from '../../lib/storage';
-import { startWorker, type WorkerProcess } from '../faults/worker-process';
+import { startWorker, type WorkerProcess } from '../support/worker-process';
 import { startSharedTemporal, type SharedTemporal } from '../support/temporal';
-import { compareStored, LOAD_BATCHING, offerFeedback, storedFeedbackIds, waitFlushed } from './feedback-load';
+import { compareStored, feedbackIdsInStorage } from '../support/feedback-storage';
+import { LOAD_BATCHING, offerFeedback } from './feedback-load';
 import { formatLatencyTable, summarizeLatencies } from './latency';
 import { runConcurrentPipelines, withTimeout } from './pipeline-load';
 import { InvalidLoadSettings, loadSettingsFromEnv, type LoadSettings } from './settings';
@@ -71,9 +72,9 @@ async function main(): Promise<number> {
         return load;
       }),
     ]);
-    const ledgers = await waitFlushed(flywheel, feedback.ledgers, FLUSH_WAIT_MS);
+    const ledgers = await flywheel.waitFeedbackFlushed(feedback.ledgers, FLUSH_WAIT_MS);
     console.log(`[load] ledgers flushed after ${elapsed()} s; reading feedback back from storage`);
-    const { counts, partitions } = await storedFeedbackIds(store);
+    const { counts, partitions } = await feedbackIdsInStorage(store);
     const stored = compareStored(feedback.offered, counts);
 
     const latencies = [

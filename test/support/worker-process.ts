@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 
 const root = path.join(__dirname, '..', '..');
 
-/** A `flywheel worker` child process: the thing a fault scenario kills. */
+/** A `flywheel worker` child process: what fault scenarios kill, and what the load run and benches run work on. */
 export interface WorkerProcess {
   child: ChildProcess;
   /** Everything it printed so far (stdout and stderr). */
@@ -16,8 +16,17 @@ export interface WorkerProcess {
   stop(): Promise<void>;
 }
 
-export function startWorker(env: Record<string, string>): WorkerProcess {
-  const child = spawn(process.execPath, [path.join(root, 'bin', 'flywheel.js'), 'worker'], {
+/**
+ * Starts `flywheel worker` with `env` over this process's environment. `args` go to the command (e.g.
+ * `['--queues', 'io']`); `cpu` pins it to one CPU with taskset where the system has it (a single-core machine's worth).
+ */
+export function startWorker(
+  env: Record<string, string | undefined>,
+  opts: { args?: string[]; cpu?: number } = {},
+): WorkerProcess {
+  const command = [process.execPath, path.join(root, 'bin', 'flywheel.js'), 'worker', ...(opts.args ?? [])];
+  const argv = opts.cpu !== undefined && hasTaskset() ? ['taskset', '-c', String(opts.cpu), ...command] : command;
+  const child = spawn(argv[0], argv.slice(1), {
     cwd: root,
     env: { ...process.env, FLYWHEEL_METRICS_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -52,4 +61,10 @@ export function startWorker(env: Record<string, string>): WorkerProcess {
       clearTimeout(force);
     },
   };
+}
+
+let taskset: boolean | undefined;
+function hasTaskset(): boolean {
+  taskset ??= spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status === 0;
+  return taskset;
 }
