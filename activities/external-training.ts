@@ -2,14 +2,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CancelledFailure, Context } from '@temporalio/activity';
-import {
-  CheckpointManager,
-  CheckpointNotFound,
-  keepBestN,
-  keepEveryNSteps,
-  keepLastN,
-  type RetentionPolicy,
-} from '../lib/checkpoint';
+import { CheckpointManager, CheckpointNotFound, retentionPolicies } from '../lib/checkpoint';
 import {
   checkpointFileBodies,
   checkpointFileNames,
@@ -33,7 +26,7 @@ import {
 import { recordCheckpoint, recordTraining } from '../lib/metrics';
 import { InvalidSpec } from '../lib/spec/invalid-spec';
 import type { Evaluation, SegmentInput, SegmentSummary, TrainingSpec } from '../lib/spec/training';
-import { readManifest, sha256Hex, type TieredStore } from '../lib/storage';
+import { sha256Hex, type TieredStore } from '../lib/storage';
 import { canonicalJson } from '../lib/spec/digest';
 import { withFailureMapping } from './failures';
 
@@ -49,13 +42,6 @@ interface ProgressRecord {
 }
 
 type ExternalTrainingSpec = TrainingSpec & { external: ExternalTrainerSpec };
-
-function policiesOf(spec: TrainingSpec): RetentionPolicy[] {
-  const policies: RetentionPolicy[] = [keepLastN(spec.retention.keepLast)];
-  if (spec.retention.milestoneEvery) policies.push(keepEveryNSteps(spec.retention.milestoneEvery));
-  if (spec.retention.keepBestByValLoss) policies.push(keepBestN(spec.retention.keepBestByValLoss, 'valLoss', 'min'));
-  return policies;
-}
 
 /** Identifies a checkpoint's weights: the trainer's own hash, or one over its files' names and hashes. */
 function filesDigest(files: { name: string; sha256: string }[]): string {
@@ -86,7 +72,7 @@ export function createExternalTrainingActivities({ store }: { store: TieredStore
         const checkpoints = new CheckpointManager({
           store,
           runPrefix: `runs/${spec.run}/checkpoints`,
-          policy: policiesOf(spec),
+          policy: retentionPolicies(spec.retention),
           onWarning: (w) => ctx.log.warn(`skipped a checkpoint copy: ${w.message}`),
         });
         const specDigest = externalSpecDigest(spec);
@@ -142,14 +128,13 @@ export function createExternalTrainingActivities({ store }: { store: TieredStore
                   },
                 },
               );
-              const manifest = await readManifest(store, checkpoint.manifest);
               recordCheckpoint(ctx.metricMeter, {
-                bytes: manifest.objects.reduce((sum, o) => sum + o.bytes, 0),
+                bytes: checkpoint.objects.reduce((sum, o) => sum + o.bytes, 0),
                 seconds: Number(process.hrtime.bigint() - started) / 1e9,
               });
               weightsSha256 =
                 weights ??
-                filesDigest(checkpoint.meta.files.map((name, i) => ({ name, sha256: manifest.objects[i].sha256 })));
+                filesDigest(checkpoint.meta.files.map((name, i) => ({ name, sha256: checkpoint.objects[i].sha256 })));
               progress.committed(step);
               saved.push(step);
               // Committed to warm while the trainer goes on; awaited before the segment reports done.
@@ -277,6 +262,8 @@ async function restoreLatest(
       epoch: record?.epoch ?? restored.meta.epoch,
     },
     weightsSha256:
-      record?.weightsSha256 ?? filesDigest(files.map(([name, bytes]) => ({ name, sha256: sha256Hex(bytes) }))),
+      // The restore verified every file against these hashes: no need to hash them again.
+      record?.weightsSha256 ??
+      filesDigest(restored.meta.files.map((name, i) => ({ name, sha256: restored.objects[i].sha256 }))),
   };
 }

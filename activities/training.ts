@@ -1,12 +1,5 @@
 import { CancelledFailure, Context } from '@temporalio/activity';
-import {
-  CheckpointManager,
-  CheckpointNotFound,
-  keepBestN,
-  keepEveryNSteps,
-  keepLastN,
-  type RetentionPolicy,
-} from '../lib/checkpoint';
+import { CheckpointManager, CheckpointNotFound, retentionPolicies } from '../lib/checkpoint';
 import {
   foldEvaluation,
   type Evaluation,
@@ -20,13 +13,6 @@ import type { DatasetMeta } from '../lib/pipeline/commit-dataset';
 import { createTrainer, tokensFromShards } from '../lib/train';
 import { recordTraining, timeCheckpointSave } from '../lib/metrics';
 import { withFailureMapping } from './failures';
-
-function policiesOf(spec: TrainingSpec): RetentionPolicy[] {
-  const policies: RetentionPolicy[] = [keepLastN(spec.retention.keepLast)];
-  if (spec.retention.milestoneEvery) policies.push(keepEveryNSteps(spec.retention.milestoneEvery));
-  if (spec.retention.keepBestByValLoss) policies.push(keepBestN(spec.retention.keepBestByValLoss, 'valLoss', 'min'));
-  return policies;
-}
 
 /** The token streams of a dataset's splits, each shard verified against the manifest as it streams in. */
 async function datasetTokens(
@@ -75,7 +61,7 @@ export function createTrainingActivities({ store }: { store: TieredStore }) {
         const checkpoints = new CheckpointManager({
           store,
           runPrefix: `runs/${spec.run}/checkpoints`,
-          policy: policiesOf(spec),
+          policy: retentionPolicies(spec.retention),
           onWarning: (w) => ctx.log.warn(`skipped a checkpoint copy: ${w.message}`),
         });
         const evalEvery = spec.evalEvery ?? spec.segmentSteps;
@@ -207,7 +193,7 @@ export function createTrainingActivities({ store }: { store: TieredStore }) {
         const checkpoints = new CheckpointManager({
           store,
           runPrefix: `runs/${spec.run}/checkpoints`,
-          policy: policiesOf(spec),
+          policy: retentionPolicies(spec.retention),
         });
         const restored = await checkpoints.restore(input.step);
         const files = Object.fromEntries(Object.entries(restored.files).filter(([name]) => name !== EVALUATIONS_FILE));

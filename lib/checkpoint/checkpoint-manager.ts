@@ -42,6 +42,8 @@ export interface SavedCheckpoint {
   tier: Tier;
   manifest: ArtifactRef;
   meta: CheckpointMeta;
+  /** The manifest's objects, one per file of `meta.files` in that order (each with its sha256 and size). */
+  objects: ArtifactRef[];
 }
 
 /** One committed checkpoint and the tiers holding a committed copy of it. */
@@ -157,7 +159,7 @@ export class CheckpointManager {
       meta,
       createdAt: meta.savedAt,
     });
-    return { step, tier: 'hot', manifest, meta };
+    return { step, tier: 'hot', manifest, meta, objects };
   }
 
   /**
@@ -368,7 +370,7 @@ export class CheckpointManager {
       meta,
       createdAt: found.manifest.createdAt,
     });
-    return { step, tier: to, manifest, meta };
+    return { step, tier: to, manifest, meta, objects };
   }
 
   /** A whole object, its size and sha256 checked against the manifest entry. */
@@ -451,7 +453,14 @@ export class CheckpointManager {
       }
       return [name, bytes] as const;
     });
-    return { step, tier, manifest: found.ref, meta, files: Object.fromEntries(loaded) };
+    return {
+      step,
+      tier,
+      manifest: found.ref,
+      meta,
+      objects: found.manifest.objects,
+      files: Object.fromEntries(loaded),
+    };
   }
 
   private metaOf(manifest: Manifest, tier: Tier, step: number): CheckpointMeta {

@@ -143,3 +143,15 @@ export function retain(
     delete: steps.filter((s) => !keep.has(s) && !milestones.has(s)),
   };
 }
+
+/** A training spec's retention as policies: keep the last K, every Nth as a milestone, the best N by val loss. */
+export function retentionPolicies(retention: {
+  keepLast: number;
+  milestoneEvery?: number;
+  keepBestByValLoss?: number;
+}): RetentionPolicy[] {
+  const policies: RetentionPolicy[] = [keepLastN(retention.keepLast)];
+  if (retention.milestoneEvery) policies.push(keepEveryNSteps(retention.milestoneEvery));
+  if (retention.keepBestByValLoss) policies.push(keepBestN(retention.keepBestByValLoss, 'valLoss', 'min'));
+  return policies;
+}

@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { InvalidTierUri, parseTierPrefix } from '../storage';
+import { InvalidTierUri, parseTierPrefix, sha256Hex } from '../storage';
 
 export const MODEL_VERSION_MANIFEST_KIND = 'model-version';
 
@@ -57,7 +56,7 @@ export class RegistryLayout {
 
   /** Ids that are safe keys keep their name; any other id is stored under its sha256. */
   decisionUri(model: string, id: string): string {
-    const safe = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/.test(id) ? id : `sha256-${sha256(id)}`;
+    const safe = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/.test(id) ? id : `sha256-${sha256Hex(id)}`;
     return `${this.decisionsPrefix(model)}${safe}.json`;
   }
 
@@ -87,7 +86,3 @@ export class RegistryLayout {
 
 export const versionName = (n: number): string => `v${n}`;
 export const versionNumber = (version: string): number => Number(version.slice(1));
-
-export function sha256(bytes: Buffer | string): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}

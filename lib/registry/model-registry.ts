@@ -9,13 +9,14 @@ import {
   openVerified,
   readAll,
   readManifest,
+  sha256Hex,
   type Manifest,
   type TieredStore,
 } from '../storage';
 import { promoted, rolledBack } from './champion-history';
 import { codeVersion } from './code-version';
 import { CorruptModelVersion, ModelNotFound, RegistryConflict } from './errors';
-import { MODEL_VERSION_MANIFEST_KIND, RegistryLayout, sha256, versionName } from './layout';
+import { MODEL_VERSION_MANIFEST_KIND, RegistryLayout, versionName, versionNumber } from './layout';
 import {
   AliasStateSchema,
   ModelName,
@@ -73,10 +74,10 @@ export class ModelRegistry {
     const model = spec.model;
     if (spec.parent) await this.get(spec.parent.model, spec.parent.version);
     const names = Object.keys(spec.files).sort();
-    const hashes = Object.fromEntries(names.map((name) => [name, sha256(spec.files[name])]));
+    const hashes = Object.fromEntries(names.map((name) => [name, sha256Hex(spec.files[name])]));
     const weightsSha256 =
-      hashes[WEIGHTS_FILE] ?? sha256(canonicalJson(names.map((name) => [name, hashes[name]] as const)));
-    const registration = sha256(canonicalJson({ run: spec.run, step: spec.step, weightsSha256 })).slice(0, 32);
+      hashes[WEIGHTS_FILE] ?? sha256Hex(canonicalJson(names.map((name) => [name, hashes[name]] as const)));
+    const registration = sha256Hex(canonicalJson({ run: spec.run, step: spec.step, weightsSha256 })).slice(0, 32);
 
     for (let attempt = 0; attempt < REGISTER_ATTEMPTS; attempt++) {
       const scan = await this.scanVersions(model);
@@ -165,18 +166,18 @@ export class ModelRegistry {
    */
   async get(model: string, version?: string): Promise<ModelVersion> {
     const name = parseSpec('model registry', ModelName, model);
-    const versions = await this.list(name);
-    if (versions.length === 0) throw ModelNotFound.model(name, this.layout.root, await this.models());
-    const names = versions.map((v) => v.version);
+    // A listing names the versions; only the one wanted has its manifest read.
+    const names = (await this.scanVersions(name)).manifests.map((n) => versionName(n));
+    if (names.length === 0) throw ModelNotFound.model(name, this.layout.root, await this.models());
     let wanted = version;
     if (version === undefined || version === 'champion') {
       const { champion } = await this.aliases(name);
       if (champion === undefined && version === 'champion') throw ModelNotFound.champion(name, names);
       wanted = champion ?? names[names.length - 1];
     } else if (version === 'latest') wanted = names[names.length - 1];
-    const found = versions.find((v) => v.version === wanted);
-    if (!found) throw ModelNotFound.version(name, String(wanted), names);
-    return found;
+    if (wanted === undefined || !names.includes(wanted)) throw ModelNotFound.version(name, String(wanted), names);
+    const [found] = await this.readVersions(name, [versionNumber(wanted)]);
+    return found.version;
   }
 
   /** Every file of a version, each read back and checked against its sha256 (CorruptModelVersion if not). */

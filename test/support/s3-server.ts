@@ -1,9 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { S3ClientOptions } from '../../lib/storage';
+import { freePort } from '../../worker/dev-server';
 
 export interface TestS3Server {
   kind: 's3proxy' | 's3rver';
@@ -16,7 +16,7 @@ export interface TestS3Server {
   stop(): Promise<void>;
 }
 
-const S3PROXY_VERSION = '4.1.0';
+export const S3PROXY_VERSION = '4.1.0';
 const ACCESS_KEY = 'flywheel-test';
 const SECRET_KEY = 'flywheel-test-secret';
 const START_TIMEOUT_MS = 30_000;
@@ -63,7 +63,7 @@ function announce(server: TestS3Server, note?: string): void {
   );
 }
 
-function findS3ProxyJar(): string | undefined {
+export function findS3ProxyJar(): string | undefined {
   const candidates = [
     process.env.S3PROXY_JAR,
     join(
@@ -76,65 +76,23 @@ function findS3ProxyJar(): string | undefined {
   return candidates.find((c): c is string => !!c && existsSync(c));
 }
 
-function javaOnPath(): boolean {
+export function javaOnPath(): boolean {
   const found = (process.env.PATH ?? '').split(delimiter).some((dir) => dir && existsSync(join(dir, 'java')));
   return found && spawnSync('java', ['-version'], { stdio: 'ignore' }).status === 0;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 async function startS3Proxy(jar: string): Promise<TestS3Server> {
   const scratch = mkdtempSync(join(tmpdir(), 'flywheel-s3proxy-'));
-  const data = join(scratch, 'data');
-  mkdirSync(data);
-  const port = await freePort();
-  const endpoint = `http://127.0.0.1:${port}`;
-  const properties = join(scratch, 's3proxy.conf');
-  writeFileSync(
-    properties,
-    [
-      `s3proxy.endpoint=${endpoint}`,
-      's3proxy.authorization=aws-v2-or-v4',
-      `s3proxy.identity=${ACCESS_KEY}`,
-      `s3proxy.credential=${SECRET_KEY}`,
-      'jclouds.provider=filesystem',
-      `jclouds.filesystem.basedir=${data}`,
-      '',
-    ].join('\n'),
-  );
-  const child = spawn('sh', ['-c', WATCHDOG, jar, properties], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let log = '';
-  const keep = (chunk: Buffer) => {
-    log = (log + chunk.toString()).slice(-8192);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const killOnExit = () => {
-    child.stdin?.destroy();
-    rmSync(scratch, { recursive: true, force: true });
-  };
-  process.once('exit', killOnExit);
-
-  const cleanup = async () => {
-    process.removeListener('exit', killOnExit);
-    await stopChild(child);
-    rmSync(scratch, { recursive: true, force: true });
-  };
+  const endpoint = `http://127.0.0.1:${await freePort('127.0.0.1')}`;
+  const properties = writeS3ProxyConfig(scratch, endpoint, { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET_KEY });
+  const removeScratch = () => rmSync(scratch, { recursive: true, force: true });
+  process.once('exit', removeScratch);
+  let child: ChildProcess;
   try {
-    await waitForHttp(endpoint, child, () => log);
+    child = await runS3Proxy(jar, properties, endpoint);
   } catch (err) {
-    await cleanup();
+    process.removeListener('exit', removeScratch);
+    removeScratch();
     throw err;
   }
   return {
@@ -144,8 +102,55 @@ async function startS3Proxy(jar: string): Promise<TestS3Server> {
     secretAccessKey: SECRET_KEY,
     region: 'us-east-1',
     checksums: 'when_supported',
-    stop: cleanup,
+    stop: async () => {
+      process.removeListener('exit', removeScratch);
+      await stopS3Proxy(child);
+      removeScratch();
+    },
   };
+}
+
+/** s3proxy's properties for a filesystem backend under `folder` (data in `folder/data`); returns the file's path. */
+export function writeS3ProxyConfig(
+  folder: string,
+  endpoint: string,
+  keys: { accessKeyId: string; secretAccessKey: string },
+): string {
+  const data = join(folder, 'data');
+  mkdirSync(data, { recursive: true });
+  const properties = join(folder, 's3proxy.conf');
+  writeFileSync(
+    properties,
+    [
+      `s3proxy.endpoint=${endpoint}`,
+      's3proxy.authorization=aws-v2-or-v4',
+      `s3proxy.identity=${keys.accessKeyId}`,
+      `s3proxy.credential=${keys.secretAccessKey}`,
+      'jclouds.provider=filesystem',
+      `jclouds.filesystem.basedir=${data}`,
+      '',
+    ].join('\n'),
+  );
+  return properties;
+}
+
+/** Starts s3proxy under its watchdog and resolves once it answers HTTP; a start that fails stops what it started. */
+export async function runS3Proxy(jar: string, properties: string, endpoint: string): Promise<ChildProcess> {
+  const child = spawn('sh', ['-c', WATCHDOG, jar, properties], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let log = '';
+  const keep = (chunk: Buffer) => {
+    log = (log + chunk.toString()).slice(-8192);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  // If this process dies without stopping it, its stdin closes and the watchdog stops the JVM.
+  try {
+    await waitForHttp(endpoint, child, () => log);
+  } catch (err) {
+    await stopS3Proxy(child);
+    throw err;
+  }
+  return child;
 }
 
 /**
@@ -176,7 +181,8 @@ async function waitForHttp(endpoint: string, child: ChildProcess, logTail: () =>
   throw new Error(`s3proxy did not answer at ${endpoint} within ${START_TIMEOUT_MS / 1000} s:\n${logTail()}`);
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+/** Closes the watchdog's stdin (which stops the JVM), SIGKILL after 5 s. */
+export async function stopS3Proxy(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   await new Promise<void>((resolve) => {
     const force = setTimeout(() => child.kill('SIGKILL'), 5000);
@@ -188,11 +194,11 @@ async function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-interface S3rverInstance {
+export interface S3rverInstance {
   run(): Promise<{ port: number }>;
   close(): Promise<void>;
 }
-type S3rverConstructor = new (options: {
+export type S3rverConstructor = new (options: {
   address: string;
   port: number;
   silent: boolean;
@@ -201,9 +207,7 @@ type S3rverConstructor = new (options: {
 }) => S3rverInstance;
 
 async function startS3rver(): Promise<TestS3Server> {
-  // s3rver ships no types; the constructor shape above is the part we use.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const S3rver = require('s3rver') as S3rverConstructor;
+  const S3rver = loadS3rver();
   const directory = mkdtempSync(join(tmpdir(), 'flywheel-s3rver-'));
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
   const { port } = await server.run();
@@ -232,4 +236,10 @@ export function s3ClientOptions(server: TestS3Server, overrides: Partial<S3Clien
     maxAttempts: 2,
     ...overrides,
   };
+}
+
+/** The s3rver constructor (s3rver ships no types; S3rverConstructor is the part used). */
+export function loadS3rver(): S3rverConstructor {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('s3rver') as S3rverConstructor;
 }
