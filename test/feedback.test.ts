@@ -34,6 +34,7 @@ import { feedbackIdsInStorage } from './support/feedback-storage';
 import { startS3Gate, type S3Gate } from './support/s3-gate';
 import { s3ClientOptions, startS3Server, type TestS3Server } from './support/s3-server';
 import { temporalAddress, testConfig } from './support/temporal';
+import { runCli } from './support/cli';
 
 const root = path.join(__dirname, '..');
 const cli = path.join(root, 'bin', 'flywheel.js');
@@ -481,20 +482,6 @@ function exitOf(child: ChildProcess): Promise<number | null> {
   return child.exitCode !== null || child.signalCode !== null
     ? Promise.resolve(child.exitCode)
     : new Promise((r) => child.once('exit', (code) => r(code)));
-}
-
-function runCli(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: root, env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
 }
 
 function writeJsonl(file: string, batch: unknown[]): string {

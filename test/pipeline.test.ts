@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,22 +19,7 @@ import { findTemporalCli } from '../worker/dev-server';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
 import { readShards } from './support/read-shards';
 import { temporalAddress, testConfig } from './support/temporal';
-
-function runCli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'flywheel.js'), ...args], {
-      env: { ...process.env, ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+import { runCli } from './support/cli';
 
 /** A folder of inputs in several formats, with bad records the pipeline must quarantine and go on. */
 function makeInputs(dir: string) {

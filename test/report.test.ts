@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,8 +15,7 @@ import { tieredStoreFromConfig } from '../lib/storage';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
 import { launchChromium, screenshotInk, screenshotPath } from './support/browser';
 import { temporalAddress, testConfig } from './support/temporal';
-
-const root = path.join(__dirname, '..');
+import { runCli } from './support/cli';
 
 describe('the run report, piece by piece', () => {
   it('draws the funnel from records read through every rule to the documents', () => {
@@ -111,22 +109,6 @@ function makeInputs(dir: string) {
   ];
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'records.jsonl'), records.map((r) => JSON.stringify(r)).join('\n') + '\n');
-}
-
-function runCli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin', 'flywheel.js'), ...args], {
-      env: { ...process.env, ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
 }
 
 describe('the run report of a real pipeline and training run', () => {

@@ -13,24 +13,9 @@ import { loadConfig, type FlywheelConfig } from '../lib/config';
 import { freePort } from '../worker/dev-server';
 import { launchChromium, screenshotInk, screenshotPath } from './support/browser';
 import { temporalAddress } from './support/temporal';
+import { runCli } from './support/cli';
 
 const root = path.join(__dirname, '..');
-
-function runCli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin', 'flywheel.js'), ...args], {
-      env: { ...process.env, ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 /** A terminal's stderr, as cli-progress sees one: a TTY 110 columns wide that keeps what is written. */
 function fakeTerminal(): { stream: NodeJS.WritableStream; screen: () => string[] } {
@@ -128,7 +113,7 @@ describe('progress display', () => {
 
     const screen = terminal.screen();
     assert.equal(screen[0], '[pipeline] plan');
-    assert.match(screen[3], /^dedup {4}\|█+\| 1\/1 passes \| … passes\/s \| ETA 0s/);
+    assert.match(screen[3], /^dedup {4}\|█+\| 1\/1 steps \| … steps\/s \| ETA 0s/);
     assert.match(
       screen[1],
       /^collect {2}\|█+\| 12\/12 batches \| 3\.0 batches\/s \| ETA 0s \| 1920 documents collected/,
@@ -252,7 +237,10 @@ describe('flywheel status, against a worker process with metrics and JSON logs',
     assert.equal(followed.status, 0, followed.stderr);
     // Not a terminal: plain lines, the stage with done/total, then the outcome.
     assert.match(followed.stdout, /^pipeline-status-demo-v1 {2}dataPipeline {2}RUNNING/);
-    assert.match(followed.stdout, /\[pipeline\] (collect|filter|tokenize|shard) \d+\/\d+ (batches|partitions|shards)/);
+    assert.match(
+      followed.stdout,
+      /\[pipeline\] (collect|filter|dedup|tokenize|shard) \d+\/\d+ (batches|steps|partitions|shards)/,
+    );
     assert.match(followed.stdout, /pipeline-status-demo-v1 {2}dataPipeline {2}COMPLETED/);
     assert.match(followed.stdout, /dataset status-demo\/v1: \d+ documents/);
 

@@ -16,7 +16,7 @@ export interface ProgressMeter {
 const PIPELINE_UNITS: Record<string, string> = {
   collect: 'batches',
   filter: 'batches',
-  dedup: 'passes',
+  dedup: 'steps',
   'near-dedup': 'steps',
   tokenize: 'partitions',
   shard: 'shards',
