@@ -9,6 +9,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import {
   AccessDenied,
+  BackgroundSha256,
   ChecksumMismatch,
   commitManifest,
   createS3Client,
@@ -364,6 +365,39 @@ const fsRoot = mkdtempSync(join(tmpdir(), 'flywheel-fs-store-'));
 after(() => rmSync(fsRoot, { recursive: true, force: true }));
 
 objectStoreContract('FsStore', async () => ({ store: new FsStore(join(fsRoot, 'contract')), quirks: {} }));
+
+describe('BackgroundSha256', () => {
+  it('digests what was given, in order, with many hashes interleaved on one thread', async () => {
+    const inputs = [0, 1, 2, 3].map((seed) => pseudoRandomBytes(3 * MiB + seed * 1001, seed + 1));
+    const hashes = inputs.map(() => new BackgroundSha256());
+    // Interleave 64 KiB pieces of all four, so message order per hash is what is tested.
+    for (let at = 0; at < 4 * MiB; at += 64 * 1024) {
+      inputs.forEach((input, i) => {
+        if (at < input.length) hashes[i].update(input.subarray(at, at + 64 * 1024));
+      });
+    }
+    const digests = await Promise.all(hashes.map((h) => h.digest()));
+    assert.deepEqual(digests, inputs.map(sha256));
+  });
+
+  it("hashes only a view's bytes, and the caller may reuse its buffer at once", async () => {
+    const big = pseudoRandomBytes(2 * MiB, 9);
+    const view = big.subarray(1000, 1000 + MiB);
+    const expected = sha256(Buffer.from(view));
+    const hash = new BackgroundSha256();
+    hash.update(view);
+    big.fill(0); // after update: the hash must already hold its own copy
+    assert.equal(await hash.digest(), expected);
+  });
+
+  it('digests an empty input, and waits until queued chunks are hashed', async () => {
+    assert.equal(await new BackgroundSha256().digest(), sha256(''));
+    const hash = new BackgroundSha256();
+    for (let i = 0; i < 8; i++) hash.update(pseudoRandomBytes(MiB, i + 20));
+    await hash.caughtUp(0);
+    hash.abandon();
+  });
+});
 
 describe('FsStore specifics', () => {
   it('is named by its file:// URL', () => {

@@ -1,9 +1,19 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { constants as fsConstants, createWriteStream, type Dirent } from 'node:fs';
-import { copyFile, lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { constants as fsConstants, type Dirent } from 'node:fs';
+import {
+  copyFile,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  stat,
+  unlink,
+  type FileHandle,
+} from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import {
   AccessDenied,
@@ -13,10 +23,10 @@ import {
   StorageError,
   TransientStorageError,
 } from './errors';
-import { HashingStream } from './hashing';
+import { BackgroundSha256 } from './hashing';
 import {
   compareKeys,
-  guardBody,
+  toReadable,
   listEveryPage,
   validateKey,
   validateListLimit,
@@ -55,19 +65,16 @@ export class FsStore implements ObjectStore {
     const temp = join(dirname(target), `.${basename(target)}.${randomUUID()}${TEMP_SUFFIX}`);
     const uri = this.uri(key);
     if (Buffer.isBuffer(body) || typeof body === 'string') return this.putBytes(key, target, temp, uri, body);
-    const source = guardBody(body);
-    const hasher = new HashingStream();
     try {
       await mkdir(dirname(target), { recursive: true });
-      // flush: fsync before close, so the rename never publishes bytes a power cut could still lose.
-      await pipeline(source.stream, hasher, createWriteStream(temp, { flags: 'wx', flush: true }));
+      const { bytes, sha256 } = await writeHashed(temp, body);
       await rename(temp, target);
+      return { key, bytes, sha256 };
     } catch (err) {
       await unlink(temp).catch(() => undefined);
-      if (source.failure) throw source.failure.error;
+      if (err instanceof BodyFailed) throw err.error;
       throw mapFsError(err, uri, 'write');
     }
-    return { key, bytes: hasher.bytes, sha256: hasher.sha256 };
   }
 
   /** Bytes already in memory: one hash, one write, no stream (checkpoints and manifests take this path). */
@@ -287,4 +294,62 @@ function mapFsError(err: unknown, uri: string, action: 'read' | 'write' | 'delet
   if (code !== undefined && TRANSIENT_FS_CODES.has(code))
     return new TransientStorageError(uri, message, { cause: err });
   return new PermanentStorageError(uri, `${action} failed: ${message}`, { cause: err });
+}
+
+/** Bytes a write may run ahead of its hash: a disk faster than sha256 must not queue a whole shard in memory. */
+const HASH_BACKLOG_BYTES = 16 * 1024 * 1024;
+
+/** The caller's body failed while it was being written: rethrown unchanged, it is not a storage problem. */
+class BodyFailed {
+  constructor(readonly error: unknown) {}
+}
+
+/**
+ * Streams a body into a new file, hashing it on the way, then fsyncs it (so a rename never publishes bytes a power
+ * cut could still lose). Each chunk's write runs in libuv's pool and its hash on the hashing thread, while this
+ * thread goes on producing the next chunk, so the three overlap instead of adding up; no stream hop sits in between.
+ */
+async function writeHashed(path: string, body: PutBody): Promise<{ bytes: number; sha256: string }> {
+  const handle = await open(path, 'wx');
+  const hash = new BackgroundSha256();
+  let bytes = 0;
+  let writing: Promise<void> = Promise.resolve();
+  const source = toReadable(body)[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      let next: IteratorResult<unknown>;
+      try {
+        next = await source.next();
+      } catch (error) {
+        throw new BodyFailed(error);
+      }
+      if (next.done) break;
+      const chunk = typeof next.value === 'string' ? Buffer.from(next.value) : (next.value as Uint8Array);
+      await writing;
+      writing = writeFully(handle, chunk);
+      writing.catch(() => undefined); // a failure surfaces at the next await of it, not as an unhandled rejection
+      hash.update(chunk);
+      bytes += chunk.byteLength;
+      await hash.caughtUp(HASH_BACKLOG_BYTES);
+    }
+    await writing;
+    await handle.sync();
+  } catch (err) {
+    hash.abandon();
+    await writing.catch(() => undefined);
+    await source.return?.();
+    throw err;
+  } finally {
+    await handle.close();
+  }
+  return { bytes, sha256: await hash.digest() };
+}
+
+/** A write may take fewer bytes than asked (a full disk may show this way first): write until all are taken. */
+async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < chunk.byteLength) {
+    const { bytesWritten } = await handle.write(chunk, at, chunk.byteLength - at);
+    at += bytesWritten;
+  }
 }

@@ -1,4 +1,4 @@
-import { PassThrough } from 'node:stream';
+import { Readable } from 'node:stream';
 import { TAR_END, writeTarHeader } from './tar';
 import type { TieredStore } from '../storage/tiered-store';
 import { npyBytes, writeNpy, type TokenDtype } from './npy';
@@ -28,7 +28,7 @@ export interface WrittenShard {
  */
 export class ShardWriter {
   private current?: {
-    body: PassThrough;
+    body: SlabSource;
     done: Promise<{ sha256: string; bytes: number }>;
     uri: string;
     samples: number;
@@ -91,7 +91,7 @@ export class ShardWriter {
 
   private open() {
     const uri = `${this.uriPrefix}-${String(this.index++).padStart(6, '0')}.tar`;
-    const body = new PassThrough({ highWaterMark: 4 * SLAB_BYTES });
+    const body = new SlabSource(4);
     const done = this.store.put(uri, body, { contentType: 'application/x-tar' });
     // Surface upload failures on close, but never as an unhandled rejection meanwhile.
     done.catch(() => undefined);
@@ -100,13 +100,12 @@ export class ShardWriter {
   }
 
   /** Hands the filled part of the slab to the upload and starts a new slab, waiting while the upload is behind. */
-  private async flush({ body, done }: { body: PassThrough; done: Promise<unknown> }): Promise<void> {
+  private async flush({ body, done }: { body: SlabSource; done: Promise<unknown> }): Promise<void> {
     if (this.used === 0) return;
     const data = this.slab.subarray(0, this.used);
     this.slab = Buffer.allocUnsafe(SLAB_BYTES);
     this.used = 0;
-    // A failed upload never drains: wait for whichever comes first, so its error surfaces here.
-    if (!body.write(data)) await Promise.race([new Promise((resolve) => body.once('drain', resolve)), done]);
+    await body.send(data, done);
   }
 
   private async close(): Promise<void> {
@@ -139,4 +138,35 @@ function zeroPad(buf: Buffer, end: number): number {
   const next = Math.ceil(end / BLOCK) * BLOCK;
   buf.fill(0, end, next);
   return next;
+}
+
+/**
+ * The upload's body, fed a slab at a time. A Readable rather than a PassThrough on purpose: a writable side wakes its
+ * producer ('drain') only once its buffer is empty, so encoding and uploading took turns; a readable side asks for
+ * more (`_read`) as soon as its buffer drops below the mark, so the next slab is encoded while earlier ones upload.
+ */
+class SlabSource extends Readable {
+  private wake: (() => void) | undefined;
+
+  /** Object mode, so a reader gets one slab per read: in byte mode `read()` joins all buffered slabs into a copy. */
+  constructor(slabs: number) {
+    super({ objectMode: true, highWaterMark: slabs });
+  }
+
+  override _read(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  /** Queues a slab; waits while the buffer is full. A failed upload never reads again, so `done` ends the wait. */
+  async send(slab: Buffer, done: Promise<unknown>): Promise<void> {
+    if (this.push(slab)) return;
+    await Promise.race([new Promise<void>((resolve) => (this.wake = resolve)), done]);
+  }
+
+  end(last: Buffer): void {
+    this.push(last);
+    this.push(null);
+  }
 }
