@@ -7,7 +7,13 @@ import {
   type CollectionPlanSummary,
 } from '../lib/pipeline/collect-stage';
 import { commitDataset, findCommittedDataset, shardFolder } from '../lib/pipeline/commit-dataset';
-import { commitExactDedup, exactDedupFilter, exactDedupJoin, exactDedupKeys } from '../lib/pipeline/exact-dedup-stage';
+import {
+  commitExactDedup,
+  exactDedupFilter,
+  exactDedupJoin,
+  exactDedupKeys,
+  exactDedupOnePass,
+} from '../lib/pipeline/exact-dedup-stage';
 import { filterStage } from '../lib/pipeline/filter-stage';
 import {
   clusterNearDuplicates,
@@ -270,6 +276,20 @@ export function createPipelineActivities({ store, threads, allowedRoots, allowed
           drops: input.drops,
           limits: input.limits,
           onProgress: (documents) => beat({ stage: 'dedup', batch: input.batch, documents }),
+        }),
+      );
+    },
+
+    async exactDedupOnePassStage(
+      input: RunKey & { input: ArtifactRef; limits: PartitionLimits },
+    ): Promise<StageOutput> {
+      return reuseOrRun(`${runFolder(input)}/dedup`, (folder, beat) =>
+        exactDedupOnePass({
+          store,
+          folder,
+          input: input.input,
+          limits: input.limits,
+          onProgress: (documents) => beat({ stage: 'dedup', documents }),
         }),
       );
     },

@@ -4,7 +4,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { decodeJsonlGz, type Document } from '../lib/document';
-import { commitExactDedup, exactDedupFilter, exactDedupJoin, exactDedupKeys } from '../lib/pipeline/exact-dedup-stage';
+import {
+  commitExactDedup,
+  exactDedupFilter,
+  exactDedupJoin,
+  exactDedupKeys,
+  exactDedupOnePass,
+} from '../lib/pipeline/exact-dedup-stage';
 import { commitStage } from '../lib/pipeline/stage-output';
 import { stageWriters } from '../lib/pipeline/stage-io';
 import { FsStore, readManifest, TieredStore, type ArtifactRef } from '../lib/storage';
@@ -93,5 +99,35 @@ describe('exact dedup, fanned out per batch', () => {
     assert.equal(stage.stats.input, 6);
     assert.equal(stage.stats.kept, 3);
     assert.equal(stage.partitionCount, (await readManifest(store, stage.partitions)).objects.length);
+  });
+});
+
+describe('exact dedup of a single batch, in one pass', () => {
+  it('keeps, rejects and counts exactly what the fanned-out steps do', async () => {
+    const store = tempStore();
+    const docs = [
+      doc('a', 'The whale, the whale!'),
+      doc('b', 'Call me Ishmael.'),
+      doc('c', 'the WHALE the whale'),
+      doc('d', 'call me ishmael'),
+      doc('e', 'Something new.'),
+      doc('f', 'Something   new'),
+      doc('g', 'And the last one.'),
+    ];
+    const input = await batch(store, 'only', docs);
+    const keys = await exactDedupKeys({ store, uri: 'warm://t/fan/keys/batch-0', input });
+    const [drops] = await exactDedupJoin({ store, folder: 'warm://t/fan/drops', keys: [keys] });
+    const filtered = await exactDedupFilter({ store, folder: 'warm://t/fan/batch-0', input, drops, limits: LIMITS });
+    const fannedOut = await commitExactDedup({ store, folder: 'warm://t/fan', batches: [filtered] });
+    const onePass = await exactDedupOnePass({ store, folder: 'warm://t/one', input, limits: LIMITS });
+
+    assert.deepEqual(await records(store, onePass.partitions), await records(store, fannedOut.partitions));
+    assert.deepEqual(await records(store, onePass.rejected), await records(store, fannedOut.rejected));
+    assert.deepEqual(onePass.stats, fannedOut.stats);
+    assert.equal(onePass.partitionCount, fannedOut.partitionCount);
+    assert.deepEqual(
+      (await records(store, onePass.partitions)).map((r) => r.id),
+      ['a', 'b', 'e', 'g'],
+    );
   });
 });

@@ -184,6 +184,24 @@ describe('the dataPipeline workflow', () => {
     assert.deepEqual(await shardsOf(many.manifest), await shardsOf(whole.manifest));
   });
 
+  it('with one batch, exact dedup is one step and drops what the fanned-out steps drop', async () => {
+    const fanned = await flywheel.runPipeline({ ...spec(), dataset: 'dedup-fanned' });
+    const handle = await flywheel.startPipeline({ ...spec(), dataset: 'dedup-one', unitsPerBatch: 1000 });
+    const one = await handle.result();
+    const scheduled = ((await handle.fetchHistory()).events ?? [])
+      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
+      .filter((name): name is string => Boolean(name));
+    assert.equal(scheduled.filter((name) => name === 'collectBatch').length, 1);
+    assert.deepEqual(
+      scheduled.filter((name) => /dedup/i.test(name)),
+      ['exactDedupOnePassStage'],
+    );
+    assert.deepEqual(one.stages.dedup, fanned.stages.dedup);
+    assert.equal(one.stages.dedup?.dropped['dedup.exact'], 1);
+    assert.equal(one.documents, fanned.documents);
+    assert.equal(one.tokens, fanned.tokens);
+  });
+
   it('with exact dedup off, the dedup stage passes on every filtered document and drops none', async () => {
     const summary = await flywheel.runPipeline({ ...spec(), dataset: 'no-exact', dedup: { exact: false } });
     assert.deepEqual(summary.stages.dedup?.dropped, {});

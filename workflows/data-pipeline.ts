@@ -94,14 +94,19 @@ async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<Dat
   await budget.restore();
 
   stage('plan');
-  const committed = await budget.once('committed', () => io.findCommittedDataset({ ...runKey }));
+  // Whether an earlier run committed the dataset, and the collection plan, at once: the plan is a listing, cheap to
+  // have made for nothing, and a fresh run saves a scheduling round trip.
+  const [committed, plan] = await budget.both(
+    () => budget.once('committed', () => io.findCommittedDataset({ ...runKey })),
+    () =>
+      budget.once('plan', () =>
+        io.planCollection({ ...runKey, sources: spec.sources, unitsPerBatch: spec.unitsPerBatch }),
+      ),
+  );
   if (committed) {
     stage('done');
     return { ...committed, reused: true };
   }
-  const plan = await budget.once('plan', () =>
-    io.planCollection({ ...runKey, sources: spec.sources, unitsPerBatch: spec.unitsPerBatch }),
-  );
 
   stage('collect', plan.batches);
   const collected = await budget.mapBounded(plan.batches, async (batch) => {
@@ -131,9 +136,13 @@ async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<Dat
   progress.stages.filter = mergeStats(filtered.map((f) => f.stats));
 
   // Exact dedup fans out: keys per batch, one join over the keys alone, each batch filtered by its drop list, one
-  // commit listing every batch's partitions. A rerun of the same spec finds the committed stage and skips the steps.
-  stage('dedup', spec.dedup.exact ? 2 * filtered.length + 2 : 1);
-  const committedDedup = await budget.once('dedup/committed', () => cpu.committedExactDedupStage({ ...runKey }));
+  // commit listing every batch's partitions. A single batch has nothing to join across: one step does it all. A rerun
+  // of the same spec finds the committed stage and skips the steps.
+  const onePass = spec.dedup.exact && filtered.length === 1;
+  stage('dedup', spec.dedup.exact && !onePass ? 2 * filtered.length + 2 : 1);
+  const committedDedup = onePass
+    ? undefined
+    : await budget.once('dedup/committed', () => cpu.committedExactDedupStage({ ...runKey }));
   const deduped =
     committedDedup ??
     (await (async () => {
@@ -144,6 +153,11 @@ async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<Dat
           stats: { input: stats.kept, kept: stats.kept, dropped: {}, keptBytes: stats.keptBytes },
         }));
         return step('dedup', () => cpu.commitExactDedupStage({ ...runKey, batches }));
+      }
+      if (onePass) {
+        return step('dedup', () =>
+          cpu.exactDedupOnePassStage({ ...runKey, input: filtered[0].partitions, limits: spec.partitions }),
+        );
       }
       const keys = await budget.mapBounded(filtered.length, (batch) =>
         step(`dedup/keys/${batch}`, () =>

@@ -116,6 +116,46 @@ export async function exactDedupFilter(input: {
   return commitStage(input.store, input.folder, 'pipeline-dedup-batch', { ...out, stats });
 }
 
+/**
+ * The whole stage for input that is one batch: a key per document as it is read, the repeats moved to the rejected
+ * partitions, the stage committed. The steps above would keep the same documents; with nothing to join across
+ * batches they only add a pass over the text, a key file and three scheduling round trips.
+ */
+export async function exactDedupOnePass(input: {
+  store: TieredStore;
+  folder: string;
+  input: ArtifactRef;
+  limits: PartitionLimits;
+  onProgress?: (documents: number) => void;
+}): Promise<StageOutput> {
+  const firstByKey = new Map<string, string>();
+  const stats = emptyStats();
+  const writers = stageWriters(input.store, input.folder, input.limits);
+  for await (const doc of readStageDocuments(input.store, [input.input])) {
+    stats.input += 1;
+    const key = exactDedupKey(doc.text);
+    const first = firstByKey.get(key);
+    if (first !== undefined) {
+      countDrop(stats, 'dedup.exact');
+      await writers.reject({
+        doc,
+        stage: 'dedup',
+        rule: 'dedup.exact',
+        detail: `same text as ${first}`,
+        duplicateOf: first,
+      });
+      continue;
+    }
+    firstByKey.set(key, doc.id);
+    stats.kept += 1;
+    stats.keptBytes += Buffer.byteLength(doc.text);
+    await writers.keep(doc);
+    if (stats.input % 1000 === 0) input.onProgress?.(stats.input);
+  }
+  const out = await writers.finish();
+  return commitStage(input.store, input.folder, 'pipeline-dedup', { ...out, stats });
+}
+
 /** Step 4, once: the stage's manifest, listing every batch's partitions (and rejected partitions) in batch order. */
 export async function commitExactDedup(input: {
   store: TieredStore;
