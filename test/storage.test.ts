@@ -417,6 +417,14 @@ describe('FsStore specifics', () => {
     assert.deepEqual(readdirSync(join(fsRoot, 'atomic', 'dir')).sort(), ['.object.bin.123.flywheel-tmp', 'object.bin']);
   });
 
+  it('closes the body stream of a write it refuses before reading it', async () => {
+    writeFileSync(join(fsRoot, 'not-a-folder'), 'a file where the store would make its folders');
+    const store = new FsStore(join(fsRoot, 'not-a-folder', 'store'));
+    const body = Readable.from([Buffer.from('never read')]);
+    await rejectsWith(store.put('a/b.bin', body), StorageError);
+    assert.equal(body.destroyed, true);
+  });
+
   it('refuses a key that is a folder of other objects on disk', async () => {
     const store = new FsStore(join(fsRoot, 'conflict'));
     await store.put('a/b', 'file');

@@ -94,19 +94,16 @@ async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<Dat
   await budget.restore();
 
   stage('plan');
-  // Whether an earlier run committed the dataset, and the collection plan, at once: the plan is a listing, cheap to
-  // have made for nothing, and a fresh run saves a scheduling round trip.
-  const [committed, plan] = await budget.both(
-    () => budget.once('committed', () => io.findCommittedDataset({ ...runKey })),
-    () =>
-      budget.once('plan', () =>
-        io.planCollection({ ...runKey, sources: spec.sources, unitsPerBatch: spec.unitsPerBatch }),
-      ),
-  );
+  // The dataset check comes first: a rerun of a committed dataset returns it without listing its sources, which may
+  // be large, or gone.
+  const committed = await budget.once('committed', () => io.findCommittedDataset({ ...runKey }));
   if (committed) {
     stage('done');
     return { ...committed, reused: true };
   }
+  const plan = await budget.once('plan', () =>
+    io.planCollection({ ...runKey, sources: spec.sources, unitsPerBatch: spec.unitsPerBatch }),
+  );
 
   stage('collect', plan.batches);
   const collected = await budget.mapBounded(plan.batches, async (batch) => {

@@ -150,12 +150,6 @@ export class ExecutionBudget {
     return result;
   }
 
-  /** Two independent steps at once, through the same bookkeeping as a fan-out (both finish before it continues). */
-  async both<A, B>(a: () => Promise<A>, b: () => Promise<B>): Promise<[A, B]> {
-    const [ra, rb] = await this.mapBounded<A | B>(2, (i) => (i === 0 ? a() : b()));
-    return [ra as A, rb as B];
-  }
-
   /**
    * Runs `fn` for 0..count-1 with at most MAX_PENDING in flight, results in index order. When the execution fills
    * up, no lane starts more, the lanes finish what they started, then ExecutionFull is thrown.

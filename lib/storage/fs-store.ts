@@ -23,7 +23,7 @@ import {
   StorageError,
   TransientStorageError,
 } from './errors';
-import { BackgroundSha256 } from './hashing';
+import { BackgroundSha256, HashThreadFailed } from './hashing';
 import {
   compareKeys,
   toReadable,
@@ -72,7 +72,10 @@ export class FsStore implements ObjectStore {
       return { key, bytes, sha256 };
     } catch (err) {
       await unlink(temp).catch(() => undefined);
+      // A write refused before it read the body (no folder, no file) still closes the caller's stream.
+      if (body instanceof Readable && !body.destroyed) body.destroy();
       if (err instanceof BodyFailed) throw err.error;
+      if (err instanceof HashThreadFailed) throw new TransientStorageError(uri, err.message, { cause: err });
       throw mapFsError(err, uri, 'write');
     }
   }
@@ -310,16 +313,25 @@ class BodyFailed {
  * thread goes on producing the next chunk, so the three overlap instead of adding up; no stream hop sits in between.
  */
 async function writeHashed(path: string, body: PutBody): Promise<{ bytes: number; sha256: string }> {
-  const handle = await open(path, 'wx');
-  const hash = new BackgroundSha256();
-  let bytes = 0;
-  let writing: Promise<void> = Promise.resolve();
-  const source = toReadable(body)[Symbol.asyncIterator]();
+  const source = toReadable(body);
+  let handle: FileHandle;
   try {
+    handle = await open(path, 'wx');
+  } catch (err) {
+    source.destroy(); // the caller's stream (a file, a socket) is not left open behind a refused write
+    throw err;
+  }
+  const chunks = source[Symbol.asyncIterator]();
+  let hash: BackgroundSha256 | undefined;
+  let writing: Promise<void> = Promise.resolve();
+  let handleOpen = true;
+  try {
+    hash = new BackgroundSha256();
+    let bytes = 0;
     for (;;) {
       let next: IteratorResult<unknown>;
       try {
-        next = await source.next();
+        next = await chunks.next();
       } catch (error) {
         throw new BodyFailed(error);
       }
@@ -334,15 +346,17 @@ async function writeHashed(path: string, body: PutBody): Promise<{ bytes: number
     }
     await writing;
     await handle.sync();
-  } catch (err) {
-    hash.abandon();
-    await writing.catch(() => undefined);
-    await source.return?.();
-    throw err;
-  } finally {
+    handleOpen = false;
     await handle.close();
+    return { bytes, sha256: await hash.digest() };
+  } catch (err) {
+    hash?.abandon();
+    await writing.catch(() => undefined);
+    await chunks.return?.().catch(() => undefined);
+    // The first failure is the one reported: a close that fails after it must not replace it.
+    if (handleOpen) await handle.close().catch(() => undefined);
+    throw err;
   }
-  return { bytes, sha256: await hash.digest() };
 }
 
 /** A write may take fewer bytes than asked (a full disk may show this way first): write until all are taken. */

@@ -137,6 +137,14 @@ parentPort.on('message', (m) => {
 });
 `;
 
+/** The hashing thread died (it is restarted for the next hash): retrying the write that used it is worth it. */
+export class HashThreadFailed extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'HashThreadFailed';
+  }
+}
+
 interface HashTicket {
   id: number;
   /** The thread the hash began on: if that thread died, its chunks are lost and the hash fails. */
@@ -185,7 +193,9 @@ const hashThread = new (class HashThread {
   }
 
   private check(ticket: HashTicket): void {
-    if (ticket.thread !== this.generation) throw new Error('the sha256 thread failed while this hash was in progress');
+    if (ticket.thread !== this.generation) {
+      throw new HashThreadFailed('the sha256 thread failed while this hash was in progress');
+    }
   }
 
   private thread(): Worker {
@@ -193,6 +203,7 @@ const hashThread = new (class HashThread {
     const worker = new Worker(HASH_THREAD_SOURCE, { eval: true });
     worker.unref();
     worker.on('message', (m: { hashed?: number; id?: number; sha256?: string }) => {
+      if (worker !== this.worker) return; // a message that outlived its thread's failure counts for nothing
       if (m.hashed !== undefined) {
         this.queued -= m.hashed;
         this.waiters = this.waiters.filter((w) => (this.queued <= w.bytes ? (w.resolve(), false) : true));
@@ -202,8 +213,10 @@ const hashThread = new (class HashThread {
       }
       this.holdOpen();
     });
-    worker.on('error', (err) => this.fail(worker, err));
-    worker.on('exit', (code) => this.fail(worker, new Error(`the sha256 thread exited with code ${code}`)));
+    worker.on('error', (err) =>
+      this.fail(worker, new HashThreadFailed(`the sha256 thread failed: ${err}`, { cause: err })),
+    );
+    worker.on('exit', (code) => this.fail(worker, new HashThreadFailed(`the sha256 thread exited with code ${code}`)));
     this.worker = worker;
     return worker;
   }
