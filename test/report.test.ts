@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
-import { writeRunReport } from '../client/commands/report';
+import { workflowInput, writeRunReport } from '../client/commands/report';
 import { FlywheelClient } from '../client/flywheel-client';
 import { sampleCorpus } from '../lib/collect';
 import { clusterBins, pipelineFunnel, promotionRows, type PromotionDecision } from '../lib/report';
@@ -186,6 +186,12 @@ describe('the run report of a real pipeline and training run', () => {
     await running;
     await connection.close();
     fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it("reads a workflow's input from its first event (for runs started without a memo, as from the UI)", async () => {
+    assert.equal((await workflowInput(client, pipelineId))?.dataset, 'report-demo');
+    assert.equal((await workflowInput(client, trainingId))?.run, 'report-demo');
+    assert.equal(await workflowInput(client, 'no-such-workflow'), undefined);
   });
 
   it('is one self-contained HTML file whose charts a browser draws', { timeout: 120_000 }, async (t) => {

@@ -47,11 +47,18 @@ function findPromotions(value: unknown, depth = 0): PromotionDecision[] {
   return children.flatMap((v) => findPromotions(v, depth + 1));
 }
 
-/** The one object a workflow was started with (specs come from the UI without a memo too). */
-async function workflowInput(client: Client, workflowId: string): Promise<Record<string, unknown> | undefined> {
+/**
+ * The one object a workflow was started with (specs come from the UI without a memo too): read from the first event
+ * alone, so a long run's history (thousands of events) is not fetched for it.
+ */
+export async function workflowInput(client: Client, workflowId: string): Promise<Record<string, unknown> | undefined> {
   try {
-    const history = await client.workflow.getHandle(workflowId).fetchHistory();
-    const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+    const { history } = await client.workflowService.getWorkflowExecutionHistory({
+      namespace: client.options.namespace,
+      execution: { workflowId },
+      maximumPageSize: 1,
+    });
+    const started = history?.events?.[0]?.workflowExecutionStartedEventAttributes;
     const [input] = await codecHelpers().decodeArrayFromPayloads(
       client.options.loadedDataConverter,
       started?.input?.payloads,
