@@ -10,7 +10,7 @@ import {
 import { ModelRegistry } from '../lib/registry';
 import { openVerified, readAll, readManifest, sha256Hex, type TieredStore } from '../lib/storage';
 import type { DatasetMeta } from '../lib/pipeline/commit-dataset';
-import { createTrainer, tokensFromShards } from '../lib/train';
+import { createTrainer, tokensFromShards, trainerSpecDigest } from '../lib/train';
 import { recordTraining, timeCheckpointSave } from '../lib/metrics';
 import { withFailureMapping } from './failures';
 
@@ -49,21 +49,32 @@ export function createTrainingActivities({ store }: { store: TieredStore }) {
         const { spec } = input;
         const ctx = Context.current();
         const data = await datasetTokens(store, spec.dataset);
-        const initFrom = input.base
-          ? await registry.loadFiles(await registry.get(input.base.model, input.base.version))
-          : undefined;
-        const trainer = createTrainer(
-          { ...spec.trainer, schedule: { ...spec.trainer.schedule, totalSteps: spec.steps } },
-          data.train,
-          // Ranks on worker threads: bitwise the same result as running them in turn, faster on several cores.
-          { rankThreads: spec.trainer.dataParallelRanks > 1, initFrom },
-        );
+        const trainerSpec = { ...spec.trainer, schedule: { ...spec.trainer.schedule, totalSteps: spec.steps } };
         const checkpoints = new CheckpointManager({
           store,
           runPrefix: `runs/${spec.run}/checkpoints`,
           policy: retentionPolicies(spec.retention),
           onWarning: (w) => ctx.log.warn(`skipped a checkpoint copy: ${w.message}`),
         });
+        let restored: Awaited<ReturnType<typeof checkpoints.restoreLatest>> | undefined;
+        try {
+          restored = await checkpoints.restoreLatest({ expect: { specDigest: trainerSpecDigest(trainerSpec) } });
+          for (const skipped of restored.skipped)
+            ctx.log.warn(`checkpoint step ${skipped.step} in ${skipped.tier} did not verify: ${skipped.message}`);
+        } catch (err) {
+          if (!(err instanceof CheckpointNotFound)) throw err;
+        }
+        // A fine-tune starts from its base model; once it has a checkpoint of its own (which keeps the base's
+        // vocabulary), later segments and retries build from that and do not read the base again.
+        const initFrom = !input.base
+          ? undefined
+          : (restored?.files ?? (await registry.loadFiles(await registry.get(input.base.model, input.base.version))));
+        const trainer = createTrainer(
+          trainerSpec,
+          data.train,
+          // Ranks on worker threads: bitwise the same result as running them in turn, faster on several cores.
+          { rankThreads: spec.trainer.dataParallelRanks > 1, initFrom },
+        );
         const evalEvery = spec.evalEvery ?? spec.segmentSteps;
         const validation = data.validation.length > trainer.shape.contextTokens + 1 ? data.validation : data.train;
         try {
@@ -71,17 +82,12 @@ export function createTrainingActivities({ store }: { store: TieredStore }) {
           /** The training loss the restored checkpoint recorded: what a segment with nothing left to train reports. */
           let restoredLoss: number | undefined;
           let evaluations: Evaluation[] = [];
-          try {
-            const restored = await checkpoints.restoreLatest({ expect: { specDigest: trainer.specDigest } });
-            for (const skipped of restored.skipped)
-              ctx.log.warn(`checkpoint step ${skipped.step} in ${skipped.tier} did not verify: ${skipped.message}`);
+          if (restored) {
             trainer.restore(restored.files);
             resumedFrom = restored.step;
             restoredLoss = restored.meta.metrics.loss;
             const saved = restored.files[EVALUATIONS_FILE];
             evaluations = saved ? (JSON.parse(saved.toString('utf8')) as Evaluation[]) : [];
-          } catch (err) {
-            if (!(err instanceof CheckpointNotFound)) throw err;
           }
           evaluations = evaluations.filter((e) => e.step > input.from && e.step <= trainer.step);
           let earlyStop = input.earlyStop;

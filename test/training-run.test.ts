@@ -122,6 +122,18 @@ describe('the trainingRun workflow', () => {
         `tuned first loss ${tuned.firstLoss} vs ${result.firstLoss}`,
       );
       assert.deepEqual((await registry().get('plain', 'v2')).parent, { model: 'plain', version: 'v1' });
+
+      // In two segments (the second builds from the first's checkpoint, not from the base) it ends on the same weights.
+      const inTwo = await flywheel.runTraining({
+        ...spec('tuned-in-two'),
+        init: { model: 'plain', version: 'v1' },
+        steps: 20,
+        segmentSteps: 10,
+        register: false,
+      });
+      assert.equal(inTwo.segments, 2);
+      assert.equal(inTwo.weightsSha256, tuned.weightsSha256);
+      assert.equal(inTwo.loss, tuned.loss);
     } finally {
       await trainWorkers.shutdown();
       await trainRunning;

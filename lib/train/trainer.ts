@@ -449,6 +449,11 @@ export function readModelFiles(files: TrainerFiles): {
 }
 
 /** A trainer for `spec` over a token stream (e.g. {@link tokensFromShards} of the train split's shards). */
+/** The digest a trainer built from this spec records in its checkpoints (known before the trainer is built). */
+export function trainerSpecDigest(specInput: TrainerSpecInput): string {
+  return specDigest(resolveTrainerSpec(specInput).spec);
+}
+
 export function createTrainer(spec: TrainerSpecInput, tokenSource: Uint32Array, options?: TrainerOptions): Trainer {
   return new Trainer(spec, tokenSource, options);
 }
