@@ -3,6 +3,7 @@ import { normalizeText } from '../dedup/normalize';
 import type { TieredStore } from '../storage/tiered-store';
 import type { ArtifactRef } from '../storage/manifest';
 import { decodeJsonlGz } from '../document/jsonl-partition';
+import type { Document } from '../document/schema';
 import { openVerified, readManifest } from '../storage/manifest';
 import { readAll } from '../storage/object-store';
 import { countDrop, emptyStats, mergeStats } from '../spec/pipeline-results';
@@ -90,30 +91,9 @@ export async function exactDedupFilter(input: {
         ][])
       : [],
   );
-  const stats = emptyStats();
-  const writers = stageWriters(input.store, input.folder, input.limits);
   let index = 0;
-  for await (const doc of readStageDocuments(input.store, [input.input])) {
-    stats.input += 1;
-    const first = drops.get(index++);
-    if (first !== undefined) {
-      countDrop(stats, 'dedup.exact');
-      await writers.reject({
-        doc,
-        stage: 'dedup',
-        rule: 'dedup.exact',
-        detail: `same text as ${first}`,
-        duplicateOf: first,
-      });
-      continue;
-    }
-    stats.kept += 1;
-    stats.keptBytes += Buffer.byteLength(doc.text);
-    await writers.keep(doc);
-    if (stats.input % 1000 === 0) input.onProgress?.(stats.input);
-  }
-  const out = await writers.finish();
-  return commitStage(input.store, input.folder, 'pipeline-dedup-batch', { ...out, stats });
+  const out = await moveRepeats(input, () => drops.get(index++));
+  return commitStage(input.store, input.folder, 'pipeline-dedup-batch', out);
 }
 
 /**
@@ -129,12 +109,35 @@ export async function exactDedupOnePass(input: {
   onProgress?: (documents: number) => void;
 }): Promise<StageOutput> {
   const firstByKey = new Map<string, string>();
+  const out = await moveRepeats(input, (doc) => {
+    const key = exactDedupKey(doc.text);
+    const first = firstByKey.get(key);
+    if (first === undefined) firstByKey.set(key, doc.id);
+    return first;
+  });
+  return commitStage(input.store, input.folder, 'pipeline-dedup', out);
+}
+
+/**
+ * Reads a stage's documents in order and writes them to `folder`'s partitions, except those `repeats` names an
+ * earlier document for: those go to the rejected partitions, naming it. Shared by the per-batch filter (a drop list
+ * by index) and the one-pass stage (keys as it reads), so both cut, reject and count alike.
+ */
+async function moveRepeats(
+  input: {
+    store: TieredStore;
+    folder: string;
+    input: ArtifactRef;
+    limits: PartitionLimits;
+    onProgress?: (documents: number) => void;
+  },
+  repeats: (doc: Document) => string | undefined,
+) {
   const stats = emptyStats();
   const writers = stageWriters(input.store, input.folder, input.limits);
   for await (const doc of readStageDocuments(input.store, [input.input])) {
     stats.input += 1;
-    const key = exactDedupKey(doc.text);
-    const first = firstByKey.get(key);
+    const first = repeats(doc);
     if (first !== undefined) {
       countDrop(stats, 'dedup.exact');
       await writers.reject({
@@ -146,14 +149,12 @@ export async function exactDedupOnePass(input: {
       });
       continue;
     }
-    firstByKey.set(key, doc.id);
     stats.kept += 1;
     stats.keptBytes += Buffer.byteLength(doc.text);
     await writers.keep(doc);
     if (stats.input % 1000 === 0) input.onProgress?.(stats.input);
   }
-  const out = await writers.finish();
-  return commitStage(input.store, input.folder, 'pipeline-dedup', { ...out, stats });
+  return { ...(await writers.finish()), stats };
 }
 
 /** Step 4, once: the stage's manifest, listing every batch's partitions (and rejected partitions) in batch order. */
