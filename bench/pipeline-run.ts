@@ -104,7 +104,6 @@ async function measure(flywheel: FlywheelClient, input: string, version: string)
       end = e;
     }
   }
-  if (process.env.FLYWHEEL_BENCH_STAGES) console.error(JSON.stringify(summary.stages));
   return { documents: summary.documents, wallMs, temporalShare: Math.max(0, 1 - busy / wallMs) };
 }
 
