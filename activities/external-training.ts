@@ -1,5 +1,4 @@
 import { rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CancelledFailure, Context } from '@temporalio/activity';
 import { CheckpointManager, CheckpointNotFound, retentionPolicies } from '../lib/checkpoint';
@@ -7,6 +6,9 @@ import {
   checkpointFileBodies,
   checkpointFileNames,
   checkpointFolder,
+  externalScratchDir,
+  EXTERNAL_EVALUATIONS_FILE,
+  EXTERNAL_PROGRESS_FILE,
   removeWorkDir,
   externalSpecDigest,
   FLYWHEEL_FILES,
@@ -18,28 +20,24 @@ import {
   SegmentProgress,
   trainerLaunch,
   writeCheckpointFolder,
+  type ExternalProgressRecord,
   type ExternalTrainerSpec,
+  type CheckpointEvent,
   type ProtocolEvent,
   type RunningTrainer,
   type SegmentStart,
 } from '../lib/external-trainer';
 import { recordCheckpoint, recordTraining } from '../lib/metrics';
+import { ModelRegistry } from '../lib/registry';
 import { InvalidSpec } from '../lib/spec/invalid-spec';
 import type { Evaluation, SegmentInput, SegmentSummary, TrainingSpec } from '../lib/spec/training';
 import { sha256Hex, type TieredStore } from '../lib/storage';
 import { canonicalJson } from '../lib/spec/digest';
 import { withFailureMapping } from './failures';
 
-/** Flywheel's own records, saved beside the trainer's files in every checkpoint. */
-const EVALUATIONS_FILE = `${FLYWHEEL_FILES}evaluations.json`;
-const PROGRESS_FILE = `${FLYWHEEL_FILES}progress.json`;
-
-interface ProgressRecord {
-  loss?: number;
-  epoch: number;
-  tokensPerSecond: number;
-  weightsSha256?: string;
-}
+const EVALUATIONS_FILE = EXTERNAL_EVALUATIONS_FILE;
+const PROGRESS_FILE = EXTERNAL_PROGRESS_FILE;
+type ProgressRecord = ExternalProgressRecord;
 
 type ExternalTrainingSpec = TrainingSpec & { external: ExternalTrainerSpec };
 
@@ -47,11 +45,6 @@ type ExternalTrainingSpec = TrainingSpec & { external: ExternalTrainerSpec };
 function filesDigest(files: { name: string; sha256: string }[]): string {
   const own = files.filter((f) => !f.name.startsWith(FLYWHEEL_FILES)).sort((a, b) => (a.name < b.name ? -1 : 1));
   return sha256Hex(canonicalJson(own.map((f) => [f.name, f.sha256])));
-}
-
-/** Local scratch of external trainers on this worker: set TMPDIR to a large local disk on train workers. */
-function scratchDir(): string {
-  return join(tmpdir(), 'flywheel-external');
 }
 
 /**
@@ -64,6 +57,7 @@ function scratchDir(): string {
  * the trainer's stderr.
  */
 export function createExternalTrainingActivities({ store }: { store: TieredStore }) {
+  const registry = new ModelRegistry(store);
   return {
     async externalSegment(input: SegmentInput): Promise<SegmentSummary> {
       return withFailureMapping(async () => {
@@ -78,7 +72,7 @@ export function createExternalTrainingActivities({ store }: { store: TieredStore
         const specDigest = externalSpecDigest(spec);
         // One folder per run and store, so two deployments sharing a machine never share a work folder.
         const storeId = sha256Hex(store.backendUri(checkpoints.layout.latestUri())).slice(0, 12);
-        const work = await prepareWorkDir(join(scratchDir(), 'runs', `${spec.run}-${storeId}`));
+        const work = await prepareWorkDir(join(externalScratchDir(), 'runs', `${spec.run}-${storeId}`));
         const commits: Promise<unknown>[] = [];
         const saved: number[] = [];
         try {
@@ -87,7 +81,18 @@ export function createExternalTrainingActivities({ store }: { store: TieredStore
           let weightsSha256 = restored.weightsSha256;
           let stopped: 'cancelled' | 'requested' | undefined;
           if (progress.start < progress.until && !progress.patienceSpent) {
-            const dataset = await localizeDataset(store, spec.dataset, join(scratchDir(), 'shards'), work.datasetFile);
+            const dataset = await localizeDataset(
+              store,
+              spec.dataset,
+              join(externalScratchDir(), 'shards'),
+              work.datasetFile,
+            );
+            // A fine-tune's first segment starts from the base model's registered files; later ones resume.
+            const init = progress.start === 0 ? input.base : undefined;
+            if (init) {
+              const base = await registry.get(init.model, init.version);
+              await writeCheckpointFolder(work.init, await registry.loadFiles(base));
+            }
             const launch = trainerLaunch({
               spec,
               work,
@@ -95,20 +100,23 @@ export function createExternalTrainingActivities({ store }: { store: TieredStore
               start: progress.start,
               until: progress.until,
               attempt: ctx.info.attempt,
+              init,
             });
             let pid: number | undefined;
             const heartbeat = () => ctx.heartbeat({ step: progress.lastStep, loss: progress.loss, pid });
             let stopAtCheckpoint = false;
 
-            const saveCheckpoint = async (step: number, files: string[] | undefined, weights: string | undefined) => {
+            const saveCheckpoint = async (event: CheckpointEvent) => {
+              const { step, files, modelFiles, weightsSha256: weights } = event;
               const folder = checkpointFolder(work.checkpoints, step);
-              const names = await checkpointFileNames(folder, step, files);
+              const names = await checkpointFileNames(folder, step, files, modelFiles);
               const evaluated = progress.evaluations.at(-1);
               const record: ProgressRecord = {
                 loss: progress.loss,
                 epoch: progress.epoch,
                 tokensPerSecond: progress.tokensPerSecond,
                 weightsSha256: weights,
+                ...(modelFiles ? { modelFiles: [...new Set(modelFiles)].sort() } : {}),
               };
               const started = process.hrtime.bigint();
               const checkpoint = await checkpoints.save(
@@ -151,7 +159,7 @@ export function createExternalTrainingActivities({ store }: { store: TieredStore
                 stopAtCheckpoint ||= progress.patienceSpent;
               } else if (event.event === 'checkpoint') {
                 progress.checkpoint(event);
-                await saveCheckpoint(event.step, event.files, event.weightsSha256);
+                await saveCheckpoint(event);
                 if (stopAtCheckpoint) trainer.stop();
               } else progress.done(event);
               heartbeat();

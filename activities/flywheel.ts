@@ -4,6 +4,8 @@ import { EMPTY_FEEDBACK_WATERMARK, readFeedback, type FeedbackWatermark } from '
 import { datasetManifestUri, type DatasetMeta } from '../lib/pipeline/commit-dataset';
 import { nearDedupOptions, resolveAgainst } from '../lib/pipeline/near-dedup-stage';
 import { STAGE_EPOCH } from '../lib/pipeline/stage-output';
+import type { ExternalTrainerSpec } from '../lib/external-trainer';
+import { externalTrainerOf, scoreExternalModels } from '../lib/flywheel/external-scores';
 import { ModelRegistry } from '../lib/registry';
 import type { FeedbackEvent } from '../lib/spec/feedback';
 import type { FlywheelDecisionKind, FlywheelSpec, ModelScores } from '../lib/spec/flywheel';
@@ -35,6 +37,8 @@ export interface CuratedFeedback {
   watermark: FeedbackWatermark;
   champion: { model: string; version: string };
   championTrainer: TrainingSpec['trainer'];
+  /** The champion's external trainer, when it was trained by one: the challenger is trained and scored with it. */
+  championExternal?: ExternalTrainerSpec;
   baseDataset: { uri: string; dataset: string; version: string; encoding: string };
   /** The base dataset's near-dedup settings, when it has a signature index to dedup against. */
   baseNear?: Omit<NearDedupSpec, 'against'>;
@@ -133,6 +137,7 @@ export function createFlywheelActivities({ store }: { store: TieredStore }) {
           watermark: read.watermark,
           champion: { model: champion.model, version: champion.version },
           championTrainer: (champion.spec as TrainingSpec).trainer,
+          championExternal: externalTrainerOf(champion),
           baseDataset: { uri: champion.dataset, dataset, version, encoding: meta.tokenizer.encoding },
           baseNear: await nearSettingsOf(store, champion.dataset, meta),
         };
@@ -216,12 +221,26 @@ export function createFlywheelActivities({ store }: { store: TieredStore }) {
       evalTokens: number;
     }): Promise<ModelScores[]> {
       return withFailureMapping(async () => {
+        const versions = await Promise.all(input.versions.map((v) => registry.get(input.model, v)));
+        if (externalTrainerOf(versions[0])) {
+          const ctx = Context.current();
+          return scoreExternalModels({
+            store,
+            registry,
+            versions,
+            heldout: input.heldout,
+            feedback: input.feedback,
+            evalTokens: input.evalTokens,
+            signal: ctx.cancellationSignal,
+            onScored: (scored) => ctx.heartbeat({ scored }),
+          });
+        }
         const heldout = await splitTokens(store, input.heldout, 'validation');
         let feedback = await splitTokens(store, input.feedback, 'validation');
         if (feedback.length < 16) feedback = await splitTokens(store, input.feedback, 'train');
         const scores: ModelScores[] = [];
-        for (const version of input.versions) {
-          const model = TrainedModel.fromFiles(await registry.loadFiles(await registry.get(input.model, version)));
+        for (const version of versions) {
+          const model = TrainedModel.fromFiles(await registry.loadFiles(version));
           const h = model.evaluate(heldout, { maxTokens: input.evalTokens });
           const score: ModelScores = { 'heldout.valLoss': h.loss, 'heldout.perplexity': h.perplexity };
           if (feedback.length > model.shape.contextTokens) {
@@ -230,7 +249,7 @@ export function createFlywheelActivities({ store }: { store: TieredStore }) {
             score['feedback.perplexity'] = f.perplexity;
           }
           scores.push(score);
-          Context.current().heartbeat({ scored: version });
+          Context.current().heartbeat({ scored: version.version });
         }
         return scores;
       });

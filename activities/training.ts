@@ -12,6 +12,7 @@ import { openVerified, readAll, readManifest, sha256Hex, type TieredStore } from
 import type { DatasetMeta } from '../lib/pipeline/commit-dataset';
 import { createTrainer, tokensFromShards, trainerSpecDigest } from '../lib/train';
 import { recordTraining, timeCheckpointSave } from '../lib/metrics';
+import { externalModelFiles } from '../lib/external-trainer';
 import { withFailureMapping } from './failures';
 
 /** The token streams of a dataset's splits, each shard verified against the manifest as it streams in. */
@@ -202,7 +203,11 @@ export function createTrainingActivities({ store }: { store: TieredStore }) {
           policy: retentionPolicies(spec.retention),
         });
         const restored = await checkpoints.restore(input.step);
-        const files = Object.fromEntries(Object.entries(restored.files).filter(([name]) => name !== EVALUATIONS_FILE));
+        // An external trainer's model is the files its checkpoint names as such (weights and config), not its
+        // optimizer state; the built-in trainer's checkpoint is its model.
+        const files = spec.external
+          ? externalModelFiles(restored.files, `run ${spec.run}'s checkpoint at step ${input.step}`)
+          : Object.fromEntries(Object.entries(restored.files).filter(([name]) => name !== EVALUATIONS_FILE));
         const registered = await registry.register({
           model: spec.model ?? spec.run,
           run: spec.run,

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import {
   ConfigError,
   describeVariables,
@@ -35,6 +35,7 @@ const workerSet = lazy(() => require('../worker/workers') as typeof import('../w
 const connection = lazy(() => require('./connection') as typeof import('./connection'));
 const embedded = lazy(() => require('./embedded') as typeof import('./embedded'));
 const mainJob = lazy(() => require('./main-job') as typeof import('./main-job'));
+const torchJob = lazy(() => require('./torch-job') as typeof import('./torch-job'));
 const flywheelClient = lazy(() => require('./flywheel-client') as typeof import('./flywheel-client'));
 const codecServerModule = lazy(() => require('./commands/codec-server') as typeof import('./commands/codec-server'));
 const payloadCodecModule = lazy(() => require('../worker/payload-codec') as typeof import('../worker/payload-codec'));
@@ -62,7 +63,7 @@ function parseCount(value: string): number {
  * The embedded default: a local Temporal dev server (started unless one answers), a worker for every queue, and the
  * main job run to the end. Its record goes to `$FLYWHEEL_HOME/last-run.json`.
  */
-async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
+async function runEmbeddedStart(opts: { json?: boolean; example?: 'torch' }): Promise<void> {
   const started = new Date();
   const config = loadConfig();
   const [{ ensureLocalTemporal }, { installRuntime }, { createWorkers }, { connectClient }, { FlywheelClient }] =
@@ -77,7 +78,11 @@ async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
   let record: Record<string, unknown> = {};
   try {
     const client = new FlywheelClient(await connectClient(config), flywheelOptions(config));
-    const job = await (await mainJob()).runMainJob(client, config, (line) => log(opts, line));
+    const print = (line: string) => log(opts, line);
+    const job =
+      opts.example === 'torch'
+        ? await (await torchJob()).runTorchJob(client, config, print)
+        : await (await mainJob()).runMainJob(client, config, print);
     record = {
       ...job,
       temporal: { address: temporal.address, uiUrl: temporal.uiUrl, startedHere: Boolean(temporal.server) },
@@ -95,7 +100,7 @@ async function runEmbeddedStart(opts: { json?: boolean }): Promise<void> {
   const finished = new Date();
   const out = { ...record, startedAt: started.toISOString(), finishedAt: finished.toISOString(), ok: true };
   fs.mkdirSync(config.home, { recursive: true });
-  const file = path.join(config.home, 'last-run.json');
+  const file = path.join(config.home, opts.example === 'torch' ? 'torch-run.json' : 'last-run.json');
   fs.writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
   if (opts.json) console.log(JSON.stringify(out));
   else
@@ -171,6 +176,13 @@ export function buildCli(): Command {
     .command('start')
     .description('start a local Temporal (unless one answers), a worker, and run the main job to the end')
     .option('--json', 'print the run record as JSON on stdout')
+    .addOption(
+      new Option(
+        '--example <job>',
+        'run another job instead of the main one: torch = a PyTorch GPT trained by torchrun through the whole loop ' +
+          '(needs examples/torch-gpt/requirements.txt); its record goes to torch-run.json',
+      ).choices(['torch']),
+    )
     .action((opts) => runEmbeddedStart(opts));
 
   program

@@ -278,7 +278,7 @@ describe('trainingRun with an external trainer', () => {
       assert.equal(result.valLoss, result.evaluations.at(-1)!.valLoss);
       assert.deepEqual(result.checkpoints, [10, 20, 30, 40]);
       assert.match(result.weightsSha256, /^[0-9a-f]{64}$/);
-      assert.equal(result.model, undefined, 'external runs are not registered');
+      assert.deepEqual(result.model, { name: 'ext-plain', version: 'v1' }, 'external runs are registered');
 
       const checkpoints = checkpointsOf('ext-plain');
       const kept = await checkpoints.list();

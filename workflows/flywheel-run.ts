@@ -51,6 +51,12 @@ export async function flywheelRun(input: unknown): Promise<FlywheelResult> {
     heartbeatTimeout: '2 minutes',
     retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 10 },
   });
+  const train = proxyActivities<FlywheelActivities>({
+    taskQueue: taskQueueFor('train'),
+    startToCloseTimeout: '2 hours',
+    heartbeatTimeout: '10 minutes',
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
+  });
   const stage = (s: FlywheelProgress['stage']) => {
     progress.stage = s;
     upsertSearchAttributes([{ key: FlywheelStage, value: s }]);
@@ -149,7 +155,10 @@ export async function flywheelRun(input: unknown): Promise<FlywheelResult> {
     model: spec.model,
     dataset: combined,
     init: { model: spec.model, version: curated.champion.version },
-    trainer: deepMerge(curated.championTrainer, spec.training.trainer ?? {}) as TrainingInput['trainer'],
+    // An external champion's challenger is trained by the same command; the built-in one merges the overrides.
+    ...(curated.championExternal
+      ? { external: curated.championExternal }
+      : { trainer: deepMerge(curated.championTrainer, spec.training.trainer ?? {}) as TrainingInput['trainer'] }),
     steps: spec.training.steps,
     segmentSteps: spec.training.segmentSteps,
     checkpointEvery: Math.min(spec.training.checkpointEvery, spec.training.segmentSteps),
@@ -170,7 +179,9 @@ export async function flywheelRun(input: unknown): Promise<FlywheelResult> {
   const challenger = trained.model!.version;
 
   stage('evaluate');
-  const scores = await io.scoreModels({
+  // External models are scored by their evaluation command, which needs the train workers' environment (torch).
+  const scorer = curated.championExternal ? train : io;
+  const scores = await scorer.scoreModels({
     model: spec.model,
     versions: [curated.champion.version, challenger],
     heldout: curated.baseDataset.uri,

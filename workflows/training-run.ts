@@ -124,8 +124,7 @@ export async function trainingRun(input: unknown, carry?: TrainingCarry): Promis
     throw err;
   }
   let model: TrainingResult['model'];
-  // An external trainer's checkpoint files are its own format, which the registry's evaluation cannot load.
-  if (spec.register && !spec.external) {
+  if (spec.register) {
     setStage('register');
     model = await io.registerModel({
       spec,

@@ -1,10 +1,19 @@
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
+import * as path from 'node:path';
+import { InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../../lib/config';
 import { readManifest, tieredStoreFromConfig } from '../../lib/storage';
-import { ModelRegistry, type ModelVersion } from '../../lib/registry';
+import { externalTrainerOf } from '../../lib/flywheel/external-scores';
+import { exportHfGpt2, ModelNotExportable, ModelRegistry, type ModelVersion } from '../../lib/registry';
 import { exportSafetensors, generateFromFiles } from '../../lib/train/model-files';
+
+/** The tokenizer of the dataset a version was trained on, when its manifest is still there. */
+async function datasetTokenizer(uri: string): Promise<{ encoding?: string; eot?: number } | undefined> {
+  const store = tieredStoreFromConfig(loadConfig());
+  const dataset = await readManifest(store, uri).catch(() => undefined);
+  return (dataset?.meta as { tokenizer?: { encoding?: string; eot?: number } } | undefined)?.tokenizer;
+}
 
 function registryFromConfig(): ModelRegistry {
   return new ModelRegistry(tieredStoreFromConfig(loadConfig()));
@@ -124,14 +133,44 @@ export function registerModelsCommands(program: Command): void {
 
   models
     .command('export')
-    .description("write a version's weights as a safetensors file")
+    .description(
+      'write a version for serving: its weights as one safetensors file, or (--format hf) a Hugging Face directory ' +
+        'that transformers and vLLM load (GPT-2-shaped external models)',
+    )
     .argument('<model>')
     .argument('[version]', 'v1, v2, ... or champion')
-    .requiredOption('--out <file>', 'the .safetensors file to write')
-    .action(async (model: string, version: string | undefined, opts: { out: string }) => {
-      const registry = registryFromConfig();
+    .requiredOption('--out <path>', 'the .safetensors file (safetensors) or the directory (hf) to write')
+    .addOption(
+      new Option('--format <format>', 'safetensors: the weights as one file; hf: a GPT2LMHeadModel directory')
+        .choices(['safetensors', 'hf'])
+        .default('safetensors'),
+    )
+    .action(async (model: string, version: string | undefined, opts: { out: string; format: 'safetensors' | 'hf' }) => {
+      const store = tieredStoreFromConfig(loadConfig());
+      const registry = new ModelRegistry(store);
       const found = await registry.get(model, version);
-      const bytes = exportSafetensors(found, await registry.loadFiles(found));
+      const files = await registry.loadFiles(found);
+      if (opts.format === 'hf') {
+        const tokenizer = await datasetTokenizer(found.dataset);
+        const written = exportHfGpt2(found, files, { eot: tokenizer?.eot, encoding: tokenizer?.encoding });
+        fs.mkdirSync(opts.out, { recursive: true });
+        for (const [name, bytes] of Object.entries(written)) fs.writeFileSync(path.join(opts.out, name), bytes);
+        const bytes = Object.values(written).reduce((n, b) => n + b.length, 0);
+        console.log(
+          `wrote ${opts.out}: ${model} ${found.version} as a Hugging Face GPT2LMHeadModel directory ` +
+            `(${Object.keys(written).join(', ')}; ${bytes} bytes)`,
+        );
+        return;
+      }
+      if (externalTrainerOf(found)) {
+        throw new ModelNotExportable(
+          model,
+          found.version,
+          `it was trained by an external command, whose files are its own format ` +
+            `(${found.files.map((f) => f.name).join(', ')}); export it with --format hf (GPT-2-shaped models)`,
+        );
+      }
+      const bytes = exportSafetensors(found, files);
       fs.writeFileSync(opts.out, bytes);
       console.log(`wrote ${opts.out}: ${model} ${found.version}, ${bytes.length} bytes`);
     });

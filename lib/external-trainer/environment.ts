@@ -15,10 +15,12 @@ export interface TrainerLaunchPlan {
   until: number;
   /** The activity attempt (1 for the first). */
   attempt: number;
+  /** A fine-tune's base model, written to `work.init`; handed over only when the run starts fresh. */
+  init?: { model: string; version: string };
 }
 
 /** WebDataset's separator for several URLs in one string: `wds.WebDataset(os.environ["FLYWHEEL_TRAIN_SHARDS"])`. */
-const SHARD_SEPARATOR = '::';
+export const SHARD_SEPARATOR = '::';
 
 /**
  * The argv and environment an external trainer starts with: the worker's environment, the spec's `env`, then
@@ -45,6 +47,9 @@ export function trainerLaunch(plan: TrainerLaunchPlan): { argv: string[]; env: N
     FLYWHEEL_ATTEMPT: String(plan.attempt),
     FLYWHEEL_TRAINER_ID: work.trainerId,
     ...(resuming ? { FLYWHEEL_RESUME_DIR: work.resume, FLYWHEEL_RESUME_STEP: String(plan.start) } : {}),
+    ...(!resuming && plan.init
+      ? { FLYWHEEL_INIT_DIR: work.init, FLYWHEEL_INIT_MODEL: `${plan.init.model}@${plan.init.version}` }
+      : {}),
     ...(external.report === 'file' ? { FLYWHEEL_PROGRESS_FILE: work.progressFile } : {}),
   };
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('FLYWHEEL_')));

@@ -11,3 +11,4 @@ export * from './local-dataset';
 export * from './checkpoint-folder';
 export * from './segment-progress';
 export * from './environment';
+export * from './evaluate';

@@ -18,12 +18,16 @@ export const EvalEvent = z.object({ event: z.literal('eval'), step, valLoss: fin
 
 /**
  * A checkpoint is complete in FLYWHEEL_CHECKPOINT_DIR/step-<step>/: `files` are paths inside that folder (every
- * file in it when left out). `weightsSha256`, when given, identifies the weights (equal weights, equal hash).
+ * file in it when left out). `modelFiles`, when given, are the files that make up the model without the training
+ * state (weights and their config): what the registry keeps, the evaluation command scores, a fine-tune starts from
+ * and an export reads; every trainer file is registered when it is left out. `weightsSha256`, when given,
+ * identifies the weights (equal weights, equal hash).
  */
 export const CheckpointEvent = z.object({
   event: z.literal('checkpoint'),
   step: step.min(1),
   files: z.array(z.string().min(1)).min(1).optional(),
+  modelFiles: z.array(z.string().min(1)).min(1).optional(),
   epoch: step.optional(),
   weightsSha256: z
     .string()
@@ -40,6 +44,35 @@ export type StepEvent = z.infer<typeof StepEvent>;
 export type EvalEvent = z.infer<typeof EvalEvent>;
 export type CheckpointEvent = z.infer<typeof CheckpointEvent>;
 export type DoneEvent = z.infer<typeof DoneEvent>;
+
+/**
+ * What an evaluation command (`external.evaluate`) prints once it has scored the weights in
+ * FLYWHEEL_EVAL_WEIGHTS_DIR on the shards in FLYWHEEL_EVAL_SHARDS: the mean loss over `tokens` predicted tokens.
+ */
+export const EvalScoreEvent = z.object({ event: z.literal('eval'), valLoss: finite, tokens: z.number().int().min(1) });
+export type EvalScoreEvent = z.infer<typeof EvalScoreEvent>;
+
+/**
+ * The last `eval` line of an evaluation command's output (other lines are its logs), or a protocol error saying
+ * what to print when there is none or it is malformed.
+ */
+export function parseEvalScore(output: string): EvalScoreEvent {
+  const lines = output.split('\n').filter((line) => /"event"\s*:\s*"eval"/.test(line));
+  const last = lines.at(-1);
+  if (last === undefined)
+    throw protocolError('the evaluation command printed no {"event":"eval","valLoss":x,"tokens":n} line');
+  const match = JSON_LINE.exec(last);
+  let value: unknown;
+  try {
+    value = JSON.parse(match?.[1] ?? last);
+  } catch {
+    throw protocolError(`the evaluation command printed an eval line that is not JSON: ${truncate(last)}`);
+  }
+  const parsed = EvalScoreEvent.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(line)'}: ${i.message}`).join('; ');
+  throw protocolError(`malformed eval line from the evaluation command ${truncate(last)}: ${problems}`);
+}
 
 export type ProtocolLine = { kind: 'event'; event: ProtocolEvent } | { kind: 'text'; line: string };
 

@@ -21,7 +21,15 @@ export const ExternalTrainerSpec = z
       .array(z.string().min(1))
       .min(1)
       .describe('the launcher and its arguments as an argv array, run without a shell, e.g. ["torchrun", "train.py"]'),
-    env: environment.default({}).describe('extra environment variables for the trainer'),
+    evaluate: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe(
+        'the evaluation command as an argv array: scores the model files in FLYWHEEL_EVAL_WEIGHTS_DIR on the shards ' +
+          'in FLYWHEEL_EVAL_SHARDS and prints {"event":"eval","valLoss":x,"tokens":n}; the flywheel\'s gate uses it',
+      ),
+    env: environment.default({}).describe('extra environment variables for the trainer (and the evaluation command)'),
     cwd: z.string().min(1).optional().describe("the trainer's working folder (default: the worker's)"),
     resumeArgument: z
       .string()

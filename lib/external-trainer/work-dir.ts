@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -13,6 +14,8 @@ export interface TrainerWorkDir {
   checkpoints: string;
   /** FLYWHEEL_RESUME_DIR: the restored checkpoint, when there is one. */
   resume: string;
+  /** FLYWHEEL_INIT_DIR: a fine-tune's base model files, when the run starts from a registered model. */
+  init: string;
   /** FLYWHEEL_PROGRESS_FILE, when the trainer reports to a file. */
   progressFile: string;
   /** FLYWHEEL_DATASET_FILE: the dataset with local shard paths. */
@@ -22,6 +25,14 @@ export interface TrainerWorkDir {
 }
 
 const PID_FILE = 'trainer.json';
+
+/**
+ * Local scratch of external trainers and evaluation commands on this worker (work folders, cached shards, model
+ * files): set TMPDIR to a large local disk on train workers.
+ */
+export function externalScratchDir(): string {
+  return join(tmpdir(), 'flywheel-external');
+}
 
 /**
  * Makes a fresh folder for a new attempt in the run's folder `root`. A trainer an earlier attempt left running on
@@ -39,6 +50,7 @@ export async function prepareWorkDir(root: string): Promise<TrainerWorkDir> {
     attempt,
     checkpoints: join(attempt, 'checkpoints'),
     resume: join(attempt, 'resume'),
+    init: join(attempt, 'init'),
     progressFile: join(attempt, 'progress.jsonl'),
     datasetFile: join(attempt, 'dataset.json'),
     trainerId,

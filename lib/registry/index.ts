@@ -4,3 +4,4 @@ export * from './errors';
 export * from './layout';
 export * from './model-registry';
 export * from './schema';
+export * from './hf-export';

@@ -30,10 +30,13 @@ export const TrainingSpec = z
       })
       .strict()
       .optional()
-      .describe("fine-tune: start from a registered model's weights (fresh optimizer and schedule)"),
+      .describe(
+        "fine-tune: start from a registered model's weights (fresh optimizer and schedule); an external trainer gets " +
+          'its registered files in FLYWHEEL_INIT_DIR',
+      ),
     trainer: TrainerSpec.prefault({}).describe('the built-in trainer (ignored when `external` is set)'),
     external: ExternalTrainerSpec.optional().describe(
-      'train with your own command (torchrun, deepspeed) instead of the built-in trainer; the run is not registered',
+      'train with your own command (torchrun, deepspeed) instead of the built-in trainer',
     ),
     steps: z.number().int().min(1).default(100).describe('optimizer steps in all'),
     segmentSteps: z
@@ -83,10 +86,6 @@ export const TrainingSpec = z
   .refine((s) => s.checkpointEvery <= s.segmentSteps, {
     path: ['checkpointEvery'],
     message: 'at most segmentSteps, so every segment leaves a checkpoint',
-  })
-  .refine((s) => !(s.external && s.init), {
-    path: ['init'],
-    message: "fine-tuning from a registered model needs the built-in trainer (it loads the model's weights)",
   });
 
 export type TrainingSpec = z.infer<typeof TrainingSpec>;
