@@ -1,0 +1,2 @@
+export * from './map-limit';
+export * from './pad';
