@@ -23,8 +23,8 @@ import {
   type ExternalProgressRecord,
   type ExternalTrainerSpec,
   type CheckpointEvent,
-  type ProtocolEvent,
   type RunningTrainer,
+  type TrainingEvent,
   type SegmentStart,
 } from '../lib/external-trainer';
 import { recordCheckpoint, recordTraining } from '../lib/metrics';
@@ -152,7 +152,7 @@ export function createExternalTrainingActivities({ store }: { store: TieredStore
               await rm(folder, { recursive: true, force: true });
             };
 
-            const onEvent = async (event: ProtocolEvent, trainer: RunningTrainer) => {
+            const onEvent = async (event: TrainingEvent, trainer: RunningTrainer) => {
               if (event.event === 'step') progress.step(event);
               else if (event.event === 'eval') {
                 progress.eval(event);

@@ -174,6 +174,24 @@ describe('the external trainer protocol', () => {
     assert.equal(fs.existsSync(root), false);
   });
 
+  it('a fatal event fails for good with its message, whatever the exit code (torchrun exits 1)', async () => {
+    const line = JSON.stringify({ event: 'fatal', message: 'init: tensor transformer.wte.weight has shape [9, 4]' });
+    await assert.rejects(
+      runExternalTrainer({
+        launch: { argv: ['sh', '-c', `echo '[default1]:${line}'; exit 1`], env: process.env },
+        stallTimeoutMs: 10_000,
+        killGraceMs: 0,
+        nonRetryableExitCodes: [2],
+        onEvent: () => undefined,
+      }),
+      (err: unknown) =>
+        err instanceof ExternalTrainerError &&
+        err.type === 'ExternalTrainerConfigError' &&
+        !err.retryable &&
+        /refused its configuration: init: tensor transformer\.wte\.weight/.test(err.message),
+    );
+  });
+
   it('a command that cannot start is a configuration error', async () => {
     await assert.rejects(
       runExternalTrainer({

@@ -1,5 +1,10 @@
 import { z } from 'zod';
-import { protocolError } from './errors';
+import { ExternalTrainerError, protocolError } from './errors';
+
+/** What a `fatal` event means: bad configuration, never retried. */
+export function configRefused(message: string): ExternalTrainerError {
+  return new ExternalTrainerError('ExternalTrainerConfigError', `the trainer refused its configuration: ${message}`);
+}
 
 const step = z.number().int().min(0);
 const finite = z.number().refine(Number.isFinite, 'a finite number');
@@ -38,12 +43,26 @@ export const CheckpointEvent = z.object({
 /** The segment is finished at `step` (= FLYWHEEL_UNTIL_STEP, checkpointed); the trainer exits 0 next. */
 export const DoneEvent = z.object({ event: z.literal('done'), step });
 
-export const ProtocolEvent = z.discriminatedUnion('event', [StepEvent, EvalEvent, CheckpointEvent, DoneEvent]);
+/**
+ * The trainer refuses its configuration (bad arguments, a checkpoint or base model that does not fit): the run fails
+ * at once with `message`, whatever the exit code, since launchers such as torchrun turn a rank's exit 2 into their
+ * own exit 1. Any rank may print it.
+ */
+export const FatalEvent = z.object({ event: z.literal('fatal'), message: z.string().min(1) });
+
+export const ProtocolEvent = z.discriminatedUnion('event', [
+  StepEvent,
+  EvalEvent,
+  CheckpointEvent,
+  DoneEvent,
+  FatalEvent,
+]);
 export type ProtocolEvent = z.infer<typeof ProtocolEvent>;
 export type StepEvent = z.infer<typeof StepEvent>;
 export type EvalEvent = z.infer<typeof EvalEvent>;
 export type CheckpointEvent = z.infer<typeof CheckpointEvent>;
 export type DoneEvent = z.infer<typeof DoneEvent>;
+export type FatalEvent = z.infer<typeof FatalEvent>;
 
 /**
  * What an evaluation command (`external.evaluate`) prints once it has scored the weights in
@@ -57,6 +76,10 @@ export type EvalScoreEvent = z.infer<typeof EvalScoreEvent>;
  * what to print when there is none or it is malformed.
  */
 export function parseEvalScore(output: string): EvalScoreEvent {
+  for (const line of output.split('\n')) {
+    const parsed = /"event"\s*:\s*"fatal"/.test(line) ? parseProtocolLine(line) : undefined;
+    if (parsed?.kind === 'event' && parsed.event.event === 'fatal') throw configRefused(parsed.event.message);
+  }
   const lines = output.split('\n').filter((line) => /"event"\s*:\s*"eval"/.test(line));
   const last = lines.at(-1);
   if (last === undefined)
@@ -76,7 +99,7 @@ export function parseEvalScore(output: string): EvalScoreEvent {
 
 export type ProtocolLine = { kind: 'event'; event: ProtocolEvent } | { kind: 'text'; line: string };
 
-const EVENTS = new Set(['step', 'eval', 'checkpoint', 'done']);
+const EVENTS = new Set(['step', 'eval', 'checkpoint', 'done', 'fatal']);
 // A launcher may prefix each rank's lines (torchrun --tee: "[default0]:"); the JSON object follows it.
 const JSON_LINE = /^\s*(?:\[[^\]]*\]:?\s*)?(\{.*\})\s*$/;
 

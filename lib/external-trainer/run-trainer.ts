@@ -4,7 +4,10 @@ import { exitFailure, type TrainerExit } from './exit-status';
 import { FileLineFollower, forEachLine } from './line-sources';
 import { LineTail } from './line-tail';
 import { ProcessGroup, type LaunchOptions } from './process-group';
-import { parseProtocolLine, type ProtocolEvent } from './protocol';
+import { configRefused, parseProtocolLine, type ProtocolEvent } from './protocol';
+
+/** The events a segment handles in order; a `fatal` event ends the run instead. */
+export type TrainingEvent = Exclude<ProtocolEvent, { event: 'fatal' }>;
 
 /** The running trainer, as an event handler sees it. */
 export interface RunningTrainer {
@@ -26,7 +29,7 @@ export interface TrainerRunOptions {
   stderrTailLines?: number;
   onStart?: (trainer: RunningTrainer) => void;
   /** Each protocol event in order, one at a time; what it throws stops the trainer and is what the run throws. */
-  onEvent: (event: ProtocolEvent, trainer: RunningTrainer) => Promise<void> | void;
+  onEvent: (event: TrainingEvent, trainer: RunningTrainer) => Promise<void> | void;
   /** stdout lines that are not protocol events, and every stderr line. */
   onText?: (line: string, stream: 'stdout' | 'stderr') => void;
 }
@@ -83,6 +86,10 @@ export async function runExternalTrainer(opts: TrainerRunOptions): Promise<Train
     }
     stall.refresh();
     const { event } = parsed;
+    if (event.event === 'fatal') {
+      fail(configRefused(event.message));
+      return;
+    }
     events = events
       .then(async () => {
         if (failure !== undefined) return;
