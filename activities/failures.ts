@@ -1,77 +1,25 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { StorageError } from '../lib/storage/errors';
-import { InvalidSpec } from '../lib/spec/invalid-spec';
-import { CollectError } from '../lib/collect/errors';
-import { RegistryError } from '../lib/registry/errors';
-import { CorruptFeedbackPartition } from '../lib/feedback/errors';
+import { FlywheelError } from '../lib/common';
 import { DatasetVersionExists } from '../lib/pipeline/commit-dataset';
-import { CheckpointMismatch, DatasetTooSmall, MalformedShard, MalformedTrainerState } from '../lib/train/errors';
-import { ExternalTrainerError } from '../lib/external-trainer/errors';
 
 /**
- * Maps domain errors to Temporal failures: transient ones are retried by the activity's retry policy,
- * the rest (missing objects, checksum mismatches, bad specs) fail at once with their type name.
+ * Maps domain errors to Temporal failures of their type: retryable ones (a store down, a lost race) are retried by
+ * the activity's retry policy, the rest (missing objects, checksum mismatches, bad specs) fail at once. Temporal's
+ * own failures and anything unexpected pass through to the SDK unchanged.
  */
 export function toActivityFailure(err: unknown): unknown {
   if (err instanceof ApplicationFailure) return err;
-  if (err instanceof StorageError) {
-    return ApplicationFailure.create({
-      message: err.message,
-      type: err.code,
-      nonRetryable: !err.retryable,
-      details: [{ uri: err.uri }],
-      cause: err,
-    });
-  }
-  if (err instanceof CollectError) {
-    return ApplicationFailure.create({
-      message: err.message,
-      type: err.code,
-      nonRetryable: !err.retryable,
-      details: [{ location: err.location }],
-      cause: err,
-    });
-  }
-  if (
-    err instanceof DatasetTooSmall ||
-    err instanceof CheckpointMismatch ||
-    err instanceof MalformedTrainerState ||
-    err instanceof MalformedShard
-  ) {
-    // Retrying cannot change the data or the checkpoint: fail the run with the reason.
-    return ApplicationFailure.create({ message: err.message, type: err.name, nonRetryable: true, cause: err });
-  }
-  if (err instanceof RegistryError) {
-    return ApplicationFailure.create({
-      message: err.message,
-      type: err.type,
-      nonRetryable: err.nonRetryable,
-      cause: err,
-    });
-  }
-  if (err instanceof ExternalTrainerError) {
-    // A crash, stall or timeout is retried from the last checkpoint; bad configuration or protocol is not.
+  if (err instanceof FlywheelError) {
     return ApplicationFailure.create({
       message: err.message,
       type: err.type,
       nonRetryable: !err.retryable,
-      details: [{ exitCode: err.exitCode, signal: err.signal, stderrTail: err.stderrTail }],
+      details: err.details === undefined ? undefined : [err.details],
       cause: err,
     });
-  }
-  if (err instanceof CorruptFeedbackPartition) {
-    return ApplicationFailure.create({ message: err.message, type: err.type, nonRetryable: true, details: [err.uri] });
   }
   if (err instanceof DatasetVersionExists) {
     return ApplicationFailure.create({ message: err.message, type: err.type, nonRetryable: true });
-  }
-  if (err instanceof InvalidSpec) {
-    return ApplicationFailure.create({
-      message: err.message,
-      type: 'InvalidSpec',
-      nonRetryable: true,
-      details: [err.problems],
-    });
   }
   return err;
 }

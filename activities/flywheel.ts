@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { EMPTY_FEEDBACK_WATERMARK, readFeedback, type FeedbackWatermark } from '../lib/feedback';
-import { datasetManifestUri, type DatasetMeta } from '../lib/pipeline/commit-dataset';
-import { nearDedupOptions, resolveAgainst } from '../lib/pipeline/near-dedup-stage';
+import { SignatureIndexMetaSchema } from '../lib/dedup/formats';
+import { datasetManifestUri, DatasetMetaSchema, type DatasetMeta } from '../lib/pipeline/commit-dataset';
+import { nearDedupOptions, resolveAgainst } from '../lib/pipeline/near-dedup';
 import { STAGE_EPOCH } from '../lib/pipeline/stage-output';
 import type { ExternalTrainerSpec } from '../lib/external-trainer';
 import { externalTrainerOf, scoreExternalModels } from '../lib/flywheel/external-scores';
@@ -64,8 +65,8 @@ async function nearSettingsOf(store: TieredStore, uri: string, meta: DatasetMeta
 }
 
 async function splitTokens(store: TieredStore, uri: string, split: 'train' | 'validation'): Promise<Uint32Array> {
-  const manifest = await readManifest(store, uri);
-  const meta = manifest.meta as unknown as DatasetMeta;
+  const manifest = await readManifest(store, uri, DatasetMetaSchema);
+  const meta = manifest.meta;
   const buffers: Buffer[] = [];
   for (const shard of meta.splits[split].shards) {
     const entry = manifest.objects.find((o) => o.uri === shard.uri)!;
@@ -86,8 +87,7 @@ export function createFlywheelActivities({ store }: { store: TieredStore }) {
       return withFailureMapping(async () => {
         const { spec } = input;
         const champion = await registry.get(spec.model, 'champion');
-        const datasetManifest = await readManifest(store, champion.dataset);
-        const meta = datasetManifest.meta as unknown as DatasetMeta & { nearIndex?: ArtifactRef };
+        const { meta } = await readManifest(store, champion.dataset, DatasetMetaSchema);
         // No watermark yet is the first night; any other failure must not reset it (all feedback would be curated again).
         const saved = await store.getBytes(watermarkUri(spec.model)).catch((err: unknown) => {
           if (err instanceof ObjectNotFound) return undefined;
@@ -150,22 +150,17 @@ export function createFlywheelActivities({ store }: { store: TieredStore }) {
      */
     async composeDataset(input: { base: string; addition: string; version: string }): Promise<string> {
       return withFailureMapping(async () => {
-        const base = await readManifest(store, input.base);
-        const addition = await readManifest(store, input.addition);
-        const b = base.meta as unknown as DatasetMeta & { nearIndex?: ArtifactRef };
-        const a = addition.meta as unknown as DatasetMeta;
+        const base = await readManifest(store, input.base, DatasetMetaSchema);
+        const addition = await readManifest(store, input.addition, DatasetMetaSchema);
+        const [b, a] = [base.meta, addition.meta];
         const uri = datasetManifestUri(b.dataset, input.version);
         if (await findCommittedManifest(store, uri)) return uri;
-        const splits = Object.fromEntries(
-          (['train', 'validation'] as const).map((s) => [
-            s,
-            {
-              documents: b.splits[s].documents + a.splits[s].documents,
-              tokens: b.splits[s].tokens + a.splits[s].tokens,
-              shards: [...b.splits[s].shards, ...a.splits[s].shards],
-            },
-          ]),
-        ) as DatasetMeta['splits'];
+        const joined = (s: 'train' | 'validation') => ({
+          documents: b.splits[s].documents + a.splits[s].documents,
+          tokens: b.splits[s].tokens + a.splits[s].tokens,
+          shards: [...b.splits[s].shards, ...a.splits[s].shards],
+        });
+        const splits = { train: joined('train'), validation: joined('validation') };
         let nearIndex: ArtifactRef | undefined;
         const near = (b.spec as Partial<PipelineSpec>)?.dedup?.near;
         if (near) {
@@ -174,14 +169,14 @@ export function createFlywheelActivities({ store }: { store: TieredStore }) {
             [input.base, input.addition].map((u) => resolveAgainst(store, u, options).catch(() => undefined)),
           );
           if (indexes.every(Boolean)) {
-            const parts = await Promise.all(indexes.map((ref) => readManifest(store, ref!)));
+            const parts = await Promise.all(indexes.map((ref) => readManifest(store, ref!, SignatureIndexMetaSchema)));
             nearIndex = await commitManifest(store, `${uri.replace(/manifest\.json$/, '')}near-index.json`, {
               kind: 'dedup-index',
               name: `${b.dataset}/${input.version}/near-index`,
               objects: parts.flatMap((p) => p.objects),
               meta: {
                 ...parts[0].meta,
-                documents: parts.reduce((n, p) => n + (p.meta as { documents: number }).documents, 0),
+                documents: parts.reduce((n, p) => n + p.meta.documents, 0),
               },
               createdAt: STAGE_EPOCH,
             });
@@ -205,7 +200,7 @@ export function createFlywheelActivities({ store }: { store: TieredStore }) {
           kind: 'dataset',
           name: `${b.dataset}/${input.version}`,
           objects: [...base.objects, ...addition.objects],
-          meta: meta as unknown as Record<string, unknown>,
+          meta,
           createdAt: STAGE_EPOCH,
         });
         return uri;

@@ -9,7 +9,7 @@ import {
 } from '../lib/spec/training';
 import { ModelRegistry } from '../lib/registry';
 import { openVerified, readAll, readManifest, sha256Hex, type TieredStore } from '../lib/storage';
-import type { DatasetMeta } from '../lib/pipeline/commit-dataset';
+import { DatasetMetaSchema } from '../lib/pipeline/commit-dataset';
 import { createTrainer, tokensFromShards, trainerSpecDigest } from '../lib/train';
 import { recordTraining, timeCheckpointSave } from '../lib/metrics';
 import { externalModelFiles } from '../lib/external-trainer';
@@ -20,8 +20,8 @@ async function datasetTokens(
   store: TieredStore,
   uri: string,
 ): Promise<{ train: Uint32Array; validation: Uint32Array }> {
-  const manifest = await readManifest(store, uri);
-  const meta = manifest.meta as unknown as DatasetMeta;
+  const manifest = await readManifest(store, uri, DatasetMetaSchema.pick({ splits: true }));
+  const meta = manifest.meta;
   const read = async (split: 'train' | 'validation') => {
     const buffers: Buffer[] = [];
     for (const shard of meta.splits[split].shards) {

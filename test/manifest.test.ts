@@ -4,6 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { z } from 'zod';
+import { DatasetMetaSchema } from '../lib/pipeline/commit-dataset';
 import {
   ArtifactRef,
   ChecksumMismatch,
@@ -206,6 +208,84 @@ describe('readManifest', () => {
       readManifest(tiered, 'warm://nowhere/manifest.json'),
       (err: unknown) => err instanceof ObjectNotFound && err.uri === 'warm://nowhere/manifest.json',
     );
+  });
+
+  it('parses meta with a schema, keeping the fields the schema does not name', async () => {
+    const { tiered } = freshTiered();
+    const meta = { documents: 3, params: { seed: 1 }, note: 'kept' };
+    const ref = await commitManifest(tiered, 'warm://ds/manifest.json', {
+      kind: 'index',
+      name: 'meta',
+      objects: [],
+      meta,
+    });
+    const manifest = await readManifest(tiered, ref, z.looseObject({ documents: z.number() }));
+    const documents: number = manifest.meta.documents;
+    assert.equal(documents, 3);
+    assert.deepEqual(manifest.meta, meta);
+  });
+
+  it('raises CorruptManifest naming the manifest and every bad meta field', async () => {
+    const { tiered } = freshTiered();
+    const meta = { documents: 'three', splits: { train: { tokens: 1 } } };
+    const ref = await commitManifest(tiered, 'warm://ds/manifest.json', {
+      kind: 'index',
+      name: 'meta',
+      objects: [],
+      meta,
+    });
+    const schema = z.object({
+      documents: z.number(),
+      splits: z.object({ train: z.object({ tokens: z.number(), shards: z.array(z.string()) }) }),
+    });
+    await assert.rejects(readManifest(tiered, ref, schema), (err: unknown) => {
+      assert.ok(err instanceof CorruptManifest, String(err));
+      assert.equal(err.uri, 'warm://ds/manifest.json');
+      assert.equal(err.retryable, false);
+      assert.match(
+        err.message,
+        /^Corrupt manifest warm:\/\/ds\/manifest\.json: its index meta is invalid \(2 problems\)/,
+      );
+      for (const field of ['meta.documents:', 'meta.splits.train.shards:'])
+        assert.ok(err.message.includes(field), `${field} missing from: ${err.message}`);
+      return true;
+    });
+  });
+
+  it('reads every dataset meta written today back through DatasetMetaSchema unchanged', async () => {
+    const { tiered } = freshTiered();
+    const objects = await writeShards(tiered, 2);
+    const stats = { input: 3, kept: 2, dropped: { duplicate: 1 }, keptBytes: 40 };
+    // A ref as commitManifest returns it.
+    const rejected = { uri: objects[1].uri, sha256: objects[1].sha256, bytes: objects[1].bytes };
+    const written = {
+      dataset: 'web',
+      version: 'v2',
+      specDigest: 'abc',
+      spec: { dataset: 'web', composedOf: ['warm://a', 'warm://b'] },
+      tokenizer: { encoding: 'gpt2', dtype: 'uint16', eot: 50256, vocabSize: 50257 },
+      documents: 2,
+      tokens: 8,
+      textBytes: 40,
+      splits: {
+        train: { documents: 2, tokens: 8, shards: [{ uri: objects[0].uri, samples: 2, tokens: 8 }] },
+        validation: { documents: 0, tokens: 0, shards: [] },
+      },
+      stages: { collect: stats, dedup: stats },
+      rejected: [rejected],
+      // What a composed dataset adds.
+      composedOf: ['warm://a', 'warm://b'],
+      nearIndex: rejected,
+    };
+    const ref = await commitManifest(tiered, 'warm://ds/manifest.json', {
+      kind: 'dataset',
+      name: 'web/v2',
+      objects,
+      meta: written,
+    });
+    const { meta } = await readManifest(tiered, ref, DatasetMetaSchema);
+    // Same fields in the same order: a dataset composed from this one writes the same bytes as before.
+    assert.equal(JSON.stringify(meta), JSON.stringify(written));
   });
 });
 

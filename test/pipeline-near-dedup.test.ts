@@ -20,7 +20,7 @@ import {
   signNearDedupUnit,
   type NearDedupFacts,
   type NearDedupOutput,
-} from '../lib/pipeline/near-dedup-stage';
+} from '../lib/pipeline/near-dedup';
 import { runFolder } from '../lib/pipeline/stage-output';
 import { InvalidSpec } from '../lib/spec/invalid-spec';
 import { NearDedupSpec, PipelineSpec, type PipelineInput } from '../lib/spec/pipeline';

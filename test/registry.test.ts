@@ -193,7 +193,7 @@ function registryBehaviour(backend: string, warmStore: () => Promise<ObjectStore
       await registry.register(input({ model: 'small' }));
       await assert.rejects(registry.get('tinny'), (err: unknown) => {
         assert.ok(err instanceof ModelNotFound);
-        assert.equal(err.nonRetryable, true);
+        assert.equal(err.retryable, false);
         assert.deepEqual(err.available, ['small', 'tiny']);
         assert.match(err.message, /no model 'tinny'.*\(models: small, tiny\)/);
         return true;

@@ -1,4 +1,5 @@
 import { utf8Bytes } from '../lib/spec/feedback';
+import type { CarryEntries } from '../lib/spec/pipeline-carry';
 
 /** At most this many stage activities pending at once: far below Temporal's 2,000, kind to small clusters. */
 export const MAX_PENDING = 8;
@@ -35,7 +36,7 @@ export interface PipelineCarry {
 }
 
 /** One page of carried results: [key, result] pairs, at most about CARRY_PAGE_BYTES of JSON. */
-export type CarryEntries = [string, unknown][];
+export type { CarryEntries };
 
 /** Well under the payload limits (2 MB by default) for the save activity's input and the load activity's result. */
 export const CARRY_PAGE_BYTES = 512 * 1024;

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
+import { forEachLimit } from '../../lib/common';
 import { loadConfig } from '../../lib/config';
 import { validateFeedbackBatch, type FeedbackProblem } from '../../lib/spec/feedback';
 import type { FeedbackReceipt } from '../feedback';
@@ -78,16 +79,12 @@ async function submitFile(file: string, opts: { json?: boolean; batch: number })
     for (let i = 0; i < events.length; i += opts.batch) batches.push(events.slice(i, i + opts.batch));
     const total: FeedbackReceipt = { accepted: 0, duplicates: 0, ledgers: [] };
     const ledgers = new Set<string>();
-    let next = 0;
-    const worker = async () => {
-      while (next < batches.length) {
-        const receipt = await flywheel.submitFeedback(batches[next++]);
-        total.accepted += receipt.accepted;
-        total.duplicates += receipt.duplicates;
-        for (const l of receipt.ledgers) ledgers.add(l);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(PARALLEL_SUBMITS, batches.length) }, worker));
+    await forEachLimit(batches, PARALLEL_SUBMITS, async (batch) => {
+      const receipt = await flywheel.submitFeedback(batch);
+      total.accepted += receipt.accepted;
+      total.duplicates += receipt.duplicates;
+      for (const l of receipt.ledgers) ledgers.add(l);
+    });
     total.ledgers = [...ledgers].sort();
     if (opts.json) console.log(JSON.stringify({ ok: true, file, submitted: events.length, ...total }));
     else

@@ -3,16 +3,20 @@ import type { Command } from 'commander';
 import * as path from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../../lib/config';
+import { DatasetMetaSchema } from '../../lib/pipeline/commit-dataset';
 import { readManifest, tieredStoreFromConfig } from '../../lib/storage';
 import { externalTrainerOf } from '../../lib/flywheel/external-scores';
 import { exportHfGpt2, ModelNotExportable, ModelRegistry, type ModelVersion } from '../../lib/registry';
 import { exportSafetensors, generateFromFiles } from '../../lib/train/model-files';
 
+/** What a dataset manifest says of its tokenizer, if anything. */
+const DatasetTokenizerMeta = DatasetMetaSchema.pick({ tokenizer: true }).partial();
+
 /** The tokenizer of the dataset a version was trained on, when its manifest is still there. */
 async function datasetTokenizer(uri: string): Promise<{ encoding?: string; eot?: number } | undefined> {
   const store = tieredStoreFromConfig(loadConfig());
-  const dataset = await readManifest(store, uri).catch(() => undefined);
-  return (dataset?.meta as { tokenizer?: { encoding?: string; eot?: number } } | undefined)?.tokenizer;
+  const dataset = await readManifest(store, uri, DatasetTokenizerMeta).catch(() => undefined);
+  return dataset?.meta.tokenizer;
 }
 
 function registryFromConfig(): ModelRegistry {
@@ -204,8 +208,8 @@ export function registerModelsCommands(program: Command): void {
         const registry = registryFromConfig();
         const found = await registry.get(model, version);
         const store = tieredStoreFromConfig(loadConfig());
-        const dataset = await readManifest(store, found.dataset).catch(() => undefined);
-        const encoding = (dataset?.meta as { tokenizer?: { encoding?: string } } | undefined)?.tokenizer?.encoding;
+        const dataset = await readManifest(store, found.dataset, DatasetTokenizerMeta).catch(() => undefined);
+        const encoding = dataset?.meta.tokenizer?.encoding;
         const text = generateFromFiles(await registry.loadFiles(found), opts.prompt, encoding ?? 'cl100k_base', {
           maxTokens: opts.maxTokens,
           temperature: opts.temperature,

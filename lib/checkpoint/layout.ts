@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { pad } from '../common';
 import { ArtifactRef, InvalidObjectKey, tierUri, validateKey, validatePrefix, type Tier } from '../storage';
 
 /** Steps are zero-padded so a lexicographic listing is also a numeric one. */
@@ -23,7 +24,7 @@ export class CheckpointLayout {
   }
 
   stepKey(step: number): string {
-    return `${this.runPrefix}/step-${String(step).padStart(STEP_DIGITS, '0')}`;
+    return `${this.runPrefix}/step-${pad(step, STEP_DIGITS)}`;
   }
 
   stepPrefixUri(tier: Tier, step: number): string {

@@ -1,31 +1,34 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { FlywheelError } from '../common';
 import type { KeyRing } from './key-ring';
 
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
 /** The ciphertext names a key the ring does not hold: the key was removed from the ring, or never configured here. */
-export class UnknownEncryptionKey extends Error {
+export class UnknownEncryptionKey extends FlywheelError {
   constructor(
     readonly keyId: string,
     knownKeyIds: string[],
   ) {
     super(
+      'UnknownEncryptionKey',
       `Payload is encrypted with key "${keyId}", which this key ring does not hold (it holds ${knownKeyIds.join(', ')}). ` +
         'Add that key to FLYWHEEL_CODEC_KEYS (after the current one) to read it.',
+      { retryable: false },
     );
-    this.name = 'UnknownEncryptionKey';
   }
 }
 
 /** AES-GCM authentication failed: the ciphertext or its key id was altered, or the key under that id is not the one it was sealed with. */
-export class DecryptionFailed extends Error {
+export class DecryptionFailed extends FlywheelError {
   constructor(
     readonly keyId: string,
     reason: string,
   ) {
-    super(`Payload encrypted with key "${keyId}" cannot be decrypted: ${reason}.`);
-    this.name = 'DecryptionFailed';
+    super('DecryptionFailed', `Payload encrypted with key "${keyId}" cannot be decrypted: ${reason}.`, {
+      retryable: false,
+    });
   }
 }
 

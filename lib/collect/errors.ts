@@ -1,3 +1,5 @@
+import { FlywheelError } from '../common';
+
 /**
  * Typed collection failures. Activities decide retry vs fail-fast from `retryable` alone; every message names the
  * source location and what to do about it.
@@ -15,24 +17,25 @@ export type CollectErrorCode =
   | 'SourceTooLarge'
   | 'SourceMisconfigured';
 
-export class CollectError extends Error {
-  readonly code: CollectErrorCode;
+export class CollectError extends FlywheelError {
+  declare readonly type: CollectErrorCode;
   /** The file path, s3:// URI or URL that failed. */
   readonly location: string;
-  readonly retryable: boolean;
 
   constructor(
-    code: CollectErrorCode,
+    type: CollectErrorCode,
     location: string,
     message: string,
     retryable: boolean,
     options: CollectErrorOptions = {},
   ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = new.target.name;
-    this.code = code;
+    super(type, message, { retryable, details: { location }, cause: options.cause });
     this.location = location;
-    this.retryable = retryable;
+  }
+
+  /** The same as `type`. */
+  get code(): CollectErrorCode {
+    return this.type;
   }
 }
 

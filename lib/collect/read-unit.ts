@@ -144,7 +144,7 @@ function toEvent(raw: RawRecord, unit: SourceUnit, ctx: CollectContext, ordinal:
 }
 
 function reasonOf(err: CollectError): QuarantineReason {
-  switch (err.code) {
+  switch (err.type) {
     case 'SourceNotFound':
       return 'not_found';
     case 'SourceForbidden':

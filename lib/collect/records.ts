@@ -1,3 +1,4 @@
+import { FlywheelError } from '../common';
 import type { Document, QuarantineRecord } from '../document';
 
 /** Stable codes for why a record became a quarantine record instead of a document; stats count by these. */
@@ -75,14 +76,13 @@ export function positionLabel(position: RecordPosition | undefined): string | un
  * A problem in the data of one input layer (a decompressor, an archive): it ends that layer with a quarantine
  * record. `layer` tells which layer raised it, so an archive entry does not claim its archive's failure.
  */
-export class InputDataError extends Error {
+export class InputDataError extends FlywheelError {
   constructor(
     readonly layer: symbol,
     readonly reason: QuarantineReason,
     readonly detail: string,
   ) {
-    super(detail);
-    this.name = 'InputDataError';
+    super('InputDataError', detail, { retryable: true });
   }
 }
 

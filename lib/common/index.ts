@@ -1,2 +1,3 @@
+export * from './errors';
 export * from './map-limit';
 export * from './pad';

@@ -1,14 +1,16 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
+import { FlywheelError } from '../common';
 import { parseKeyRing, type KeyRing } from '../codec/key-ring';
 import { envSchema, type EnvConfig, type TaskQueueRole } from './schema';
 
 /** A bad environment: every bad variable, what it held and what it expects. The CLI exits with code 2 on it. */
-export class ConfigError extends Error {
+export class ConfigError extends FlywheelError {
   readonly exitCode = 2;
   constructor(readonly problems: { variable: string; expected: string; got?: string }[]) {
     super(
+      'ConfigError',
       `Flywheel configuration is invalid (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
         problems
           .map(
@@ -16,8 +18,8 @@ export class ConfigError extends Error {
           )
           .join('\n') +
         '\nFix these environment variables (see the configuration table in README.md) and start again.',
+      { retryable: false },
     );
-    this.name = 'ConfigError';
   }
 }
 

@@ -1,18 +1,20 @@
+import { FlywheelError } from '../common';
+
 /** Dedup options that cannot work (threshold outside (0, 1), bands that do not divide num_perm, ...): every problem listed. */
-export class InvalidDedupOptions extends Error {
-  override readonly name = 'InvalidDedupOptions';
+export class InvalidDedupOptions extends FlywheelError {
   /** Usage errors exit the command with code 2. */
   readonly exitCode = 2;
   constructor(readonly problems: string[]) {
     super(
+      'InvalidDedupOptions',
       `Invalid dedup options (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`,
+      { retryable: true },
     );
   }
 }
 
 /** Input the dedup cannot take (a line without text, duplicate ids, ...), with the line numbers to look at. */
-export class DedupInputError extends Error {
-  override readonly name = 'DedupInputError';
+export class DedupInputError extends FlywheelError {
   readonly exitCode = 2;
   constructor(
     message: string,
@@ -21,7 +23,7 @@ export class DedupInputError extends Error {
     /** For a problem with one line: what is wrong with it, without the "line N: " prefix. */
     readonly problem?: string,
   ) {
-    super(message);
+    super('DedupInputError', message, { retryable: true });
   }
 
   static atLine(line: number, problem: string): DedupInputError {

@@ -1,3 +1,5 @@
+import { z } from 'zod';
+import { FlywheelError } from '../common';
 import type { BandRun, EdgeList } from './band-join';
 import type { MinHashParams } from './minhash';
 import type { PartitionSignatures } from './signatures';
@@ -19,8 +21,10 @@ const EDGE_MAGIC = 'FWMHEDG1';
 const INDEX_MAGIC = 'FWMHIDX1';
 const HEADER = 32;
 
-export class CorruptDedupFile extends Error {
-  override readonly name = 'CorruptDedupFile';
+export class CorruptDedupFile extends FlywheelError {
+  constructor(message: string) {
+    super('CorruptDedupFile', message, { retryable: true });
+  }
 }
 
 function header(magic: string, fields: number[]): Buffer {
@@ -151,6 +155,20 @@ export interface SignatureIndexMeta {
   exactField: string | null;
   documents: number;
 }
+
+/** A signature index manifest's `meta`, as readers parse it; loose, in the order the near-dedup commit writes it. */
+export const SignatureIndexMetaSchema = z.looseObject({
+  version: z.literal(1),
+  params: z.looseObject({
+    numPerm: z.number(),
+    ngram: z.number(),
+    seed: z.number(),
+    normalizeNumbers: z.boolean().optional(),
+    normalizeDiacritics: z.boolean().optional(),
+  }),
+  exactField: z.string().nullable(),
+  documents: z.number(),
+}) satisfies z.ZodType<SignatureIndexMeta>;
 
 /**
  * A signature index: the signatures, exact-dedup hashes and ids (as JSON: `"a"` or `7`) of a deduplicated dataset's

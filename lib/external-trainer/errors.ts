@@ -1,3 +1,5 @@
+import { FlywheelError } from '../common';
+
 /** What went wrong with an external trainer, as a failure type a user can search for. */
 export type ExternalTrainerFailure =
   | 'ExternalTrainerCrashed'
@@ -26,26 +28,29 @@ export interface ExternalTrainerErrorDetails {
  * progress protocol (not retried), or went silent or over time (killed, retried). The message ends with the tail
  * of the trainer's stderr.
  */
-export class ExternalTrainerError extends Error {
-  readonly retryable: boolean;
+export class ExternalTrainerError extends FlywheelError {
+  declare readonly type: ExternalTrainerFailure;
   readonly exitCode: number | undefined;
   readonly signal: string | undefined;
   readonly stderrTail: readonly string[];
 
   constructor(
-    readonly type: ExternalTrainerFailure,
+    type: ExternalTrainerFailure,
     readonly problem: string,
     details: ExternalTrainerErrorDetails = { stderrTail: [] },
   ) {
     const tail = details.stderrTail;
     super(
+      type,
       tail.length === 0
         ? `${problem} (the trainer wrote nothing to stderr)`
         : `${problem}\nLast ${tail.length} line${tail.length === 1 ? '' : 's'} of the trainer's stderr:\n` +
             tail.map((line) => `  ${line}`).join('\n'),
+      {
+        retryable: RETRYABLE[type],
+        details: { exitCode: details.exitCode, signal: details.signal, stderrTail: tail },
+      },
     );
-    this.name = type;
-    this.retryable = RETRYABLE[type];
     this.exitCode = details.exitCode;
     this.signal = details.signal;
     this.stderrTail = tail;

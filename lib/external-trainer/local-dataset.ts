@@ -3,7 +3,7 @@ import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import type { DatasetMeta } from '../pipeline/commit-dataset';
+import { DatasetMetaSchema, type DatasetMeta } from '../pipeline/commit-dataset';
 import {
   ChecksumMismatch,
   CorruptManifest,
@@ -31,8 +31,8 @@ export async function localizeDataset(
   cacheDir: string,
   datasetFile: string,
 ): Promise<LocalDataset> {
-  const manifest = await readManifest(store, manifestUri);
-  const meta = manifest.meta as unknown as DatasetMeta;
+  const manifest = await readManifest(store, manifestUri, DatasetMetaSchema.pick({ tokenizer: true, splits: true }));
+  const meta = manifest.meta;
   const local = async (split: 'train' | 'validation') => {
     const shards: string[] = [];
     for (const shard of meta.splits[split].shards) {

@@ -1,3 +1,4 @@
+import { FlywheelError } from '../common';
 import { parseFeedbackBatch, type FeedbackEvent, type FeedbackLimits } from '../spec/feedback';
 
 export interface FeedbackBatcherOptions extends FeedbackLimits {
@@ -19,10 +20,11 @@ interface Waiter {
 /** A batch is cut at this many events or this long after its first; this many batches are sent at once. */
 export const FEEDBACK_BATCHER_DEFAULTS = { maxEvents: 500, maxDelayMs: 50, maxInFlight: 4 } as const;
 
-export class FeedbackBatcherClosed extends Error {
+export class FeedbackBatcherClosed extends FlywheelError {
   constructor() {
-    super('This FeedbackBatcher is closed; make a new one to submit more feedback.');
-    this.name = 'FeedbackBatcherClosed';
+    super('FeedbackBatcherClosed', 'This FeedbackBatcher is closed; make a new one to submit more feedback.', {
+      retryable: false,
+    });
   }
 }
 

@@ -1,5 +1,6 @@
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
+import { pad } from '../common';
 import type { FeedbackEvent } from '../spec/feedback';
 
 const gzipAsync = promisify(gzip);
@@ -21,7 +22,7 @@ export function feedbackLedgerPrefix(day: string, shard: number): string {
 
 /** A partition's URI: the same ledger and part number always name the same object, so a retried flush overwrites. */
 export function feedbackPartitionUri({ day, shard, part }: FeedbackPartitionId): string {
-  return `${feedbackLedgerPrefix(day, shard)}part-${String(part).padStart(6, '0')}.jsonl.gz`;
+  return `${feedbackLedgerPrefix(day, shard)}part-${pad(part)}.jsonl.gz`;
 }
 
 const PARTITION_URI = /^warm:\/\/feedback\/(\d{4}-\d{2}-\d{2})\/(\d+)\/part-(\d{6,})\.jsonl\.gz$/;

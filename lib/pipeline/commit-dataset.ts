@@ -1,4 +1,5 @@
-import { commitManifest, findCommittedManifest, type ArtifactRef } from '../storage/manifest';
+import { z } from 'zod';
+import { ArtifactRef, commitManifest, findCommittedManifest } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
 import type { DatasetSummary, PipelineProgress } from '../spec/pipeline-results';
 import type { TokenDtype } from '../webdataset/npy';
@@ -64,6 +65,43 @@ export interface ShardEntry {
   samples: number;
   tokens: number;
 }
+
+const ShardEntrySchema = z.looseObject({ uri: z.string(), samples: z.number(), tokens: z.number() });
+const SplitMetaSchema = z.looseObject({ documents: z.number(), tokens: z.number(), shards: z.array(ShardEntrySchema) });
+const StageStatsSchema = z.looseObject({
+  input: z.number(),
+  kept: z.number(),
+  dropped: z.record(z.string(), z.number()),
+  keptBytes: z.number(),
+});
+
+/**
+ * A dataset manifest's `meta`, as readers parse it. Loose at every level, so what a writer adds (a composed
+ * dataset's `composedOf` and `nearIndex`) passes through; fields are listed in the order `commitDataset` writes them.
+ */
+export const DatasetMetaSchema = z.looseObject({
+  dataset: z.string(),
+  version: z.string(),
+  specDigest: z.string(),
+  spec: z.unknown(),
+  tokenizer: z.looseObject({
+    encoding: z.string(),
+    dtype: z.enum(['uint16', 'uint32']),
+    eot: z.number(),
+    vocabSize: z.number(),
+  }),
+  documents: z.number(),
+  tokens: z.number(),
+  textBytes: z.number(),
+  splits: z.looseObject({ train: SplitMetaSchema, validation: SplitMetaSchema }),
+  stages: z.looseObject({
+    collect: StageStatsSchema.optional(),
+    filter: StageStatsSchema.optional(),
+    dedup: StageStatsSchema.optional(),
+    nearDedup: StageStatsSchema.optional(),
+  }),
+  rejected: z.array(ArtifactRef.loose()),
+}) satisfies z.ZodType<DatasetMeta>;
 
 /** The committed dataset of this name and version if it was built from the same spec; a different spec is refused. */
 export async function findCommittedDataset(

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { pad } from '../common/pad';
 import { normalizeText } from '../dedup/normalize';
 import type { TieredStore } from '../storage/tiered-store';
 import type { ArtifactRef } from '../storage/manifest';
@@ -172,5 +173,3 @@ export async function commitExactDedup(input: {
   const stats = mergeStats(input.batches.map((b) => b.stats));
   return commitStage(input.store, input.folder, 'pipeline-dedup', { kept, rejected, stats });
 }
-
-const pad = (n: number) => String(n).padStart(6, '0');

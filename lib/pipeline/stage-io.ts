@@ -2,6 +2,7 @@ import type { Document, RejectedDocument } from '../document/schema';
 import type { StageStats } from '../spec/pipeline-results';
 import { decodeJsonlGz } from '../document/jsonl-partition';
 import { openVerified, readManifest, type ArtifactRef } from '../storage/manifest';
+import { readAll } from '../storage/object-store';
 import type { TieredStore } from '../storage/tiered-store';
 import { PartitionWriter } from './partition-writer';
 
@@ -30,6 +31,17 @@ export async function stagePartitions(store: TieredStore, stages: readonly Artif
   return out;
 }
 
+/** Stores `body` at `uri` and returns its reference, as a manifest lists it. */
+export async function putArtifact(store: TieredStore, uri: string, body: Buffer | string): Promise<ArtifactRef> {
+  const put = await store.put(uri, body);
+  return { uri, sha256: put.sha256, bytes: put.bytes };
+}
+
+/** An object's bytes, verified against its reference's sha256 and size. */
+export async function readVerified(store: TieredStore, ref: ArtifactRef): Promise<Buffer> {
+  return readAll(await openVerified(store, ref));
+}
+
 /** Where a stage activity stands, saved at each partition boundary: a retry goes on from here. */
 export interface StageCursor {
   /** Unit (file, object, URL) of the batch being read, and how many of its records were consumed. */
@@ -38,6 +50,16 @@ export interface StageCursor {
   kept: (ArtifactRef & { records: number })[];
   rejected: (ArtifactRef & { records: number })[];
   stats: StageStats;
+}
+
+/** The cursor a previous attempt of a batch saved with its progress (`{ stage, batch, cursor }`), if it is one. */
+export function savedCursor(details: unknown, stage: string, batch: number): StageCursor | undefined {
+  const d = details as { stage?: unknown; batch?: unknown; cursor?: StageCursor } | undefined;
+  if (!d || d.stage !== stage || d.batch !== batch || !d.cursor) return undefined;
+  const c = d.cursor;
+  return Number.isInteger(c.unit) && Number.isInteger(c.record) && Array.isArray(c.kept) && Array.isArray(c.rejected)
+    ? c
+    : undefined;
 }
 
 /**

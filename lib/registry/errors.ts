@@ -1,19 +1,15 @@
+import { FlywheelError } from '../common';
+
 /**
- * Registry failures. Each names what was asked for and what exists, and says by `nonRetryable` whether retrying the
+ * Registry failures. Each names what was asked for and what exists, and says by `retryable` whether retrying the
  * same call can help: a missing model or a corrupt file stays so, a lost race does not.
  */
-export abstract class RegistryError extends Error {
-  abstract readonly type: string;
-  abstract readonly nonRetryable: boolean;
-}
+export abstract class RegistryError extends FlywheelError {}
 
 const listed = (names: readonly string[], none: string) => (names.length ? names.join(', ') : none);
 
 /** No such model, version or champion. Never retried: register or promote one first, or fix the name. */
 export class ModelNotFound extends RegistryError {
-  readonly type = 'ModelNotFound';
-  readonly nonRetryable = true;
-
   private constructor(
     readonly model: string,
     readonly version: string | undefined,
@@ -21,8 +17,7 @@ export class ModelNotFound extends RegistryError {
     readonly available: string[],
     message: string,
   ) {
-    super(message);
-    this.name = 'ModelNotFound';
+    super('ModelNotFound', message, { retryable: false });
   }
 
   static model(model: string, root: string, models: readonly string[]): ModelNotFound {
@@ -58,28 +53,23 @@ export class ModelNotFound extends RegistryError {
 
 /** Rollback with no earlier champion to go back to. Never retried. */
 export class NoPreviousChampion extends RegistryError {
-  readonly type = 'NoPreviousChampion';
-  readonly nonRetryable = true;
-
   constructor(
     readonly model: string,
     readonly champion: string | undefined,
   ) {
     super(
+      'NoPreviousChampion',
       champion === undefined
         ? `model '${model}' has no champion, so there is nothing to roll back`
         : `model '${model}' has had only one champion (${champion}) since its history began; there is no earlier ` +
             'one to roll back to. Promote another version instead',
+      { retryable: false },
     );
-    this.name = 'NoPreviousChampion';
   }
 }
 
 /** A registered file that is missing or differs from its manifest. Never retried: re-register the model. */
 export class CorruptModelVersion extends RegistryError {
-  readonly type = 'CorruptModelVersion';
-  readonly nonRetryable = true;
-
   constructor(
     readonly model: string,
     readonly version: string,
@@ -89,24 +79,24 @@ export class CorruptModelVersion extends RegistryError {
     options?: { cause?: unknown },
   ) {
     super(
+      'CorruptModelVersion',
       `model ${model} ${version}: file '${file}' (${uri}) ${detail}. The registered copy was changed or lost after ` +
         'registration; register the model again from its checkpoint',
-      options,
+      { retryable: false, cause: options?.cause },
     );
-    this.name = 'CorruptModelVersion';
   }
 }
 
 /** Writers racing on one model kept colliding, or a record changed under us. Retried: the next try re-reads. */
 export class RegistryConflict extends RegistryError {
-  readonly type = 'RegistryConflict';
-  readonly nonRetryable = false;
-
   constructor(
     readonly model: string,
     detail: string,
   ) {
-    super(`model '${model}': ${detail}; another writer changed the registry at the same time, try again`);
-    this.name = 'RegistryConflict';
+    super(
+      'RegistryConflict',
+      `model '${model}': ${detail}; another writer changed the registry at the same time, try again`,
+      { retryable: true },
+    );
   }
 }

@@ -25,16 +25,14 @@ export type Gpt2ModelConfig = z.infer<typeof Gpt2ModelConfig>;
 
 /** A version that cannot be exported in the asked format. Never retried: pick another version or format. */
 export class ModelNotExportable extends RegistryError {
-  readonly type = 'ModelNotExportable';
-  readonly nonRetryable = true;
-
   constructor(
     readonly model: string,
     readonly version: string,
     detail: string,
   ) {
-    super(`model ${model} ${version} cannot be exported in that format: ${detail}`);
-    this.name = 'ModelNotExportable';
+    super('ModelNotExportable', `model ${model} ${version} cannot be exported in that format: ${detail}`, {
+      retryable: false,
+    });
   }
 }
 

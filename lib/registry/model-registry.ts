@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { mapLimit } from '../common';
 import { canonicalJson } from '../spec/digest';
 import { parseSpec } from '../spec/invalid-spec';
 import {
@@ -332,17 +333,4 @@ function describeMismatch(err: ChecksumMismatch): string {
 function backOff(attempt: number): Promise<void> {
   const ms = (10 + Math.random() * 40) * 2 ** Math.min(attempt, 5);
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

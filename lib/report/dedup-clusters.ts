@@ -1,5 +1,5 @@
 import { decodeJsonlGz } from '../document/jsonl-partition';
-import { nearDedupFolder } from '../pipeline/near-dedup-stage';
+import { nearDedupFolder } from '../pipeline/near-dedup';
 import { runFolder, type RunKey } from '../pipeline/stage-output';
 import type { PipelineProgress } from '../spec/pipeline-results';
 import { findCommittedManifest, openVerified, readAll, type TieredStore } from '../storage';

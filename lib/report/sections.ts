@@ -1,6 +1,6 @@
-import type { DatasetMeta } from '../pipeline/commit-dataset';
+import { DatasetMetaSchema } from '../pipeline/commit-dataset';
 import type { DatasetSummary, PipelineProgress } from '../spec/pipeline-results';
-import { findCommittedManifest, type TieredStore } from '../storage';
+import { findCommittedManifest, parseManifestMeta, type TieredStore } from '../storage';
 import { dedupClusterSizes } from './dedup-clusters';
 import { pipelineFunnel } from './funnel';
 import type { PipelineSection } from './model';
@@ -57,7 +57,7 @@ export async function runningPipelineSection(
 export async function datasetSection(store: TieredStore, manifestUri: string): Promise<PipelineSection | undefined> {
   const found = await findCommittedManifest(store, manifestUri);
   if (!found || found.manifest.kind !== 'dataset') return undefined;
-  const meta = found.manifest.meta as unknown as DatasetMeta;
+  const { meta } = parseManifestMeta(manifestUri, found.manifest, DatasetMetaSchema);
   return pipelineSection(store, {
     ...meta,
     manifest: { uri: manifestUri },

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FlywheelError } from '../common';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -90,8 +91,7 @@ const SHOWN_PROBLEMS = 20;
  * A batch with at least one bad event: refused whole, listing every problem. Never retried. `accepted` is non-zero
  * only when ledgers running with stricter limits than the caller's refused their share after others took theirs.
  */
-export class InvalidFeedback extends Error {
-  readonly type = 'InvalidFeedback';
+export class InvalidFeedback extends FlywheelError {
   readonly exitCode = 2;
   constructor(
     readonly problems: FeedbackProblem[],
@@ -101,13 +101,14 @@ export class InvalidFeedback extends Error {
     if (problems.length > SHOWN_PROBLEMS) shown.push(`  ... and ${problems.length - SHOWN_PROBLEMS} more`);
     const count = `${problems.length} problem${problems.length === 1 ? '' : 's'}`;
     super(
+      'InvalidFeedback',
       (accepted === 0
         ? `Feedback batch refused, nothing accepted (${count}):\n`
         : `Feedback batch partly refused (${count}); ${accepted} events for other ledgers were accepted:\n`) +
         shown.join('\n') +
         '\nFix these events and submit the batch again (ids already accepted are dropped as duplicates).',
+      { retryable: false, details: problems },
     );
-    this.name = 'InvalidFeedback';
   }
 }
 

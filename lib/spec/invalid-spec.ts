@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { FlywheelError } from '../common';
 
 export interface SpecProblem {
   /** Dotted path of the bad field, e.g. `sources.2.path`; `(spec)` for the object itself. */
@@ -7,17 +8,17 @@ export interface SpecProblem {
 }
 
 /** A spec that fails its schema: names every bad field at once. Never retried. */
-export class InvalidSpec extends Error {
-  readonly type = 'InvalidSpec';
+export class InvalidSpec extends FlywheelError {
   constructor(
     readonly specName: string,
     readonly problems: SpecProblem[],
   ) {
     super(
+      'InvalidSpec',
       `Invalid ${specName} spec (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
         problems.map((p) => `  ${p.field}: ${p.message}`).join('\n'),
+      { retryable: false, details: problems },
     );
-    this.name = 'InvalidSpec';
   }
 }
 

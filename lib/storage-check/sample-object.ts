@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { pad } from '../common';
 
 const BLOCK = 64 * 1024;
 
@@ -29,7 +30,7 @@ export function sampleObjectStream(seed: number, index: number, bytes: number): 
 }
 
 export function sampleObjectKey(name: string, digest: string, index: number): string {
-  return `checks/${name}/${digest}/object-${String(index).padStart(6, '0')}.bin`;
+  return `checks/${name}/${digest}/object-${pad(index)}.bin`;
 }
 
 export function sampleManifestKey(name: string, digest: string): string {

@@ -1,3 +1,5 @@
+import { FlywheelError } from '../common';
+
 /**
  * Typed storage failures. Activities decide retry vs fail-fast from `retryable` alone, so every backend maps its
  * native errors onto these classes and every message names the URI and what the operator can do about it.
@@ -7,17 +9,17 @@ export interface StorageErrorOptions {
   cause?: unknown;
 }
 
-export class StorageError extends Error {
+export class StorageError extends FlywheelError {
   readonly uri: string;
-  readonly retryable: boolean;
-  readonly code: string;
 
-  constructor(code: string, uri: string, message: string, retryable: boolean, options: StorageErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = new.target.name;
-    this.code = code;
+  constructor(type: string, uri: string, message: string, retryable: boolean, options: StorageErrorOptions = {}) {
+    super(type, message, { retryable, details: { uri }, cause: options.cause });
     this.uri = uri;
-    this.retryable = retryable;
+  }
+
+  /** The same as `type`. */
+  get code(): string {
+    return this.type;
   }
 }
 

@@ -1,6 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { Transform, type TransformCallback } from 'node:stream';
+import { FlywheelError } from '../common';
 import { ChecksumMismatch } from './errors';
 
 /** A pass-through stream that computes sha256 and the byte count of what flows through it. */
@@ -138,10 +139,9 @@ parentPort.on('message', (m) => {
 `;
 
 /** The hashing thread died (it is restarted for the next hash): retrying the write that used it is worth it. */
-export class HashThreadFailed extends Error {
+export class HashThreadFailed extends FlywheelError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'HashThreadFailed';
+    super('HashThreadFailed', message, { retryable: true, cause: options?.cause });
   }
 }
 

@@ -1,6 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import { pipeline as pipelineCallback, Writable, type Readable } from 'node:stream';
 import { z } from 'zod';
+import { forEachLimit } from '../common';
 import { ChecksumMismatch, CorruptManifest, ObjectNotFound } from './errors';
 import { sha256Hex, VerifyingStream } from './hashing';
 import { isTierUri, parseTierUri, type TieredStore } from './tiered-store';
@@ -33,7 +34,8 @@ export interface CommitManifestInput {
   kind: string;
   name: string;
   objects: readonly ManifestObject[];
-  meta?: Record<string, unknown>;
+  /** What this kind of artifact records besides its objects: a JSON object, which readers parse with their schema. */
+  meta?: object;
   /** Defaults to now; pass a fixed time to make a retried commit write byte-identical JSON. */
   createdAt?: Date | string;
 }
@@ -96,8 +98,24 @@ export async function commitManifest(
   return { uri: manifestUri, sha256: written.sha256, bytes: written.bytes };
 }
 
-/** Reads and validates a manifest; with a ref, the manifest's own bytes must match the ref's hash and size. */
-export async function readManifest(tiered: TieredStore, refOrUri: ArtifactRef | string): Promise<Manifest> {
+/** A manifest whose `meta` was parsed by a schema: what one kind of artifact records besides its objects. */
+export type ManifestWithMeta<S extends z.ZodType> = Manifest & { meta: z.output<S> };
+
+/**
+ * Reads and validates a manifest; with a ref, the manifest's own bytes must match the ref's hash and size. With a
+ * schema, `meta` is parsed by it too (see `parseManifestMeta`).
+ */
+export async function readManifest(tiered: TieredStore, refOrUri: ArtifactRef | string): Promise<Manifest>;
+export async function readManifest<S extends z.ZodType<Record<string, unknown>>>(
+  tiered: TieredStore,
+  refOrUri: ArtifactRef | string,
+  metaSchema: S,
+): Promise<ManifestWithMeta<S>>;
+export async function readManifest(
+  tiered: TieredStore,
+  refOrUri: ArtifactRef | string,
+  metaSchema?: z.ZodType<Record<string, unknown>>,
+): Promise<Manifest> {
   const uri = typeof refOrUri === 'string' ? refOrUri : refOrUri.uri;
   let bytes: Buffer;
   try {
@@ -132,7 +150,28 @@ export async function readManifest(tiered: TieredStore, refOrUri: ArtifactRef | 
   const parsed = Manifest.safeParse(json);
   if (!parsed.success)
     throw new CorruptManifest(uri, `does not match the manifest schema:\n${z.prettifyError(parsed.error)}`);
-  return parsed.data;
+  return metaSchema === undefined ? parsed.data : parseManifestMeta(uri, parsed.data, metaSchema);
+}
+
+/**
+ * The manifest at `uri` with its `meta` parsed by `metaSchema`, or CorruptManifest naming the uri and every bad
+ * field (`meta.splits.train.tokens: ...`). Make the schema loose where later writers may add fields.
+ */
+export function parseManifestMeta<S extends z.ZodType<Record<string, unknown>>>(
+  uri: string,
+  manifest: Manifest,
+  metaSchema: S,
+): ManifestWithMeta<S> {
+  const parsed = metaSchema.safeParse(manifest.meta);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `  ${['meta', ...i.path.map(String)].join('.')}: ${i.message}`);
+    throw new CorruptManifest(
+      uri,
+      `its ${manifest.kind} meta is invalid (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
+        problems.join('\n'),
+    );
+  }
+  return { ...manifest, meta: parsed.data };
 }
 
 /**
@@ -175,27 +214,6 @@ export async function verifyManifest(
 
 function discard(): Writable {
   return new Writable({ write: (_chunk, _encoding, callback) => callback() });
-}
-
-/**
- * Runs `fn` over `items` with at most `limit` in flight. After the first failure no new item starts; the ones in
- * flight are allowed to settle (nothing keeps streaming after we return), then that first failure is thrown.
- */
-async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let firstError: { error: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (firstError === undefined && next < items.length) {
-      const item = items[next++];
-      try {
-        await fn(item);
-      } catch (error) {
-        firstError ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (firstError !== undefined) throw firstError.error;
 }
 
 /**

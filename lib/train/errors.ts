@@ -1,3 +1,4 @@
+import { FlywheelError } from '../common';
 import { InvalidSpec, type SpecProblem } from '../spec/invalid-spec';
 
 /** Batch sizes that break DeepSpeed's rule train = micro × accumulation × ranks. Never retried. */
@@ -9,17 +10,17 @@ export class InvalidBatchSizes extends InvalidSpec {
 }
 
 /** The training tokens cannot fill one optimizer step. Never retried: more data or smaller batches are needed. */
-export class DatasetTooSmall extends Error {
-  readonly type = 'DatasetTooSmall';
+export class DatasetTooSmall extends FlywheelError {
   constructor(
     readonly tokens: number,
     readonly tokensPerStep: number,
   ) {
     super(
+      'DatasetTooSmall',
       `the training data has ${tokens} tokens, too few for one step of ${tokensPerStep} ` +
         '(trainBatchSize × sequenceTokens + contextTokens); add data or shrink the batch or sequence',
+      { retryable: false },
     );
-    this.name = 'DatasetTooSmall';
   }
 }
 
@@ -31,31 +32,27 @@ export interface StateDifference {
 }
 
 /** A checkpoint of another model shape, spec or dataset: refused, naming every difference. Never retried. */
-export class CheckpointMismatch extends Error {
-  readonly type = 'CheckpointMismatch';
+export class CheckpointMismatch extends FlywheelError {
   constructor(readonly differences: StateDifference[]) {
     super(
+      'CheckpointMismatch',
       `checkpoint does not fit this trainer (${differences.length} difference${differences.length === 1 ? '' : 's'}):\n` +
         differences.map((d) => `  ${d.field}: checkpoint ${d.checkpoint}, trainer ${d.trainer}`).join('\n'),
+      { retryable: false },
     );
-    this.name = 'CheckpointMismatch';
   }
 }
 
 /** Trainer state files that are missing, truncated or unreadable. Never retried: use an older checkpoint. */
-export class MalformedTrainerState extends Error {
-  readonly type = 'MalformedTrainerState';
+export class MalformedTrainerState extends FlywheelError {
   constructor(message: string) {
-    super(message);
-    this.name = 'MalformedTrainerState';
+    super('MalformedTrainerState', message, { retryable: false });
   }
 }
 
 /** A token shard that is not a readable WebDataset tar. Never retried: the dataset must be rebuilt. */
-export class MalformedShard extends Error {
-  readonly type = 'MalformedShard';
+export class MalformedShard extends FlywheelError {
   constructor(message: string) {
-    super(message);
-    this.name = 'MalformedShard';
+    super('MalformedShard', message, { retryable: false });
   }
 }

@@ -1,4 +1,5 @@
 import { endianness } from 'node:os';
+import { FlywheelError } from '../common';
 import type { NamedTensor } from './trainer';
 
 /*
@@ -15,11 +16,9 @@ const F32_BYTES = 4;
 const METADATA_KEY = '__metadata__';
 
 /** A buffer that is not a float32 safetensors file this reader understands. */
-export class MalformedSafetensors extends Error {
-  readonly type = 'MalformedSafetensors';
+export class MalformedSafetensors extends FlywheelError {
   constructor(detail: string) {
-    super(`not a readable safetensors file: ${detail}`);
-    this.name = 'MalformedSafetensors';
+    super('MalformedSafetensors', `not a readable safetensors file: ${detail}`, { retryable: false });
   }
 }
 

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { pad } from '../common';
 import { TAR_END, writeTarHeader } from './tar';
 import type { TieredStore } from '../storage/tiered-store';
 import { npyBytes, writeNpy, type TokenDtype } from './npy';
@@ -90,7 +91,7 @@ export class ShardWriter {
   }
 
   private open() {
-    const uri = `${this.uriPrefix}-${String(this.index++).padStart(6, '0')}.tar`;
+    const uri = `${this.uriPrefix}-${pad(this.index++)}.tar`;
     const body = new SlabSource(4);
     const done = this.store.put(uri, body, { contentType: 'application/x-tar' });
     // Surface upload failures on close, but never as an unhandled rejection meanwhile.

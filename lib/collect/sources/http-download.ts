@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { FlywheelError } from '../../common';
 import type { CollectContext } from '../context';
 import { CollectError, SourceFetchFailed, SourceForbidden, SourceNotFound, SourceTooLarge } from '../errors';
 import { checkHostAllowed } from '../reach';
@@ -92,15 +93,15 @@ async function downloadWithRetries(source: UrlSource, ctx: CollectContext, file:
   }
 }
 
-class HttpStatus extends Error {
+class HttpStatus extends FlywheelError {
   constructor(readonly status: number) {
-    super(`HTTP ${status}`);
+    super('HttpStatus', `HTTP ${status}`, { retryable: status >= 500 || status === 408 || status === 429 });
   }
 }
 
-class IdleTimeout extends Error {
+class IdleTimeout extends FlywheelError {
   constructor(readonly ms: number) {
-    super(`no data from the server for ${ms} ms`);
+    super('IdleTimeout', `no data from the server for ${ms} ms`, { retryable: true });
   }
 }
 
@@ -198,13 +199,13 @@ interface Failure {
 
 function classify(err: unknown, url: string): Failure {
   if (err instanceof CollectError) return { retryable: false, detail: err.message, final: err };
-  if (err instanceof IdleTimeout) return { retryable: true, detail: `timed out: ${err.message}` };
+  if (err instanceof IdleTimeout) return { retryable: err.retryable, detail: `timed out: ${err.message}` };
   if (err instanceof HttpStatus) {
     const { status } = err;
     const detail = `the server answered HTTP ${status}`;
     if (status === 404 || status === 410) return { retryable: false, detail, final: new SourceNotFound(url, detail) };
     if (status === 401 || status === 403) return { retryable: false, detail, final: new SourceForbidden(url, detail) };
-    return { retryable: status >= 500 || status === 408 || status === 429, detail, status };
+    return { retryable: err.retryable, detail, status };
   }
   const cause = (err as { cause?: { code?: unknown } }).cause;
   const code = typeof cause?.code === 'string' ? ` ${cause.code}` : '';
