@@ -107,6 +107,8 @@ export interface Figure {
   unit: string;
   /** The figure should be at most this. */
   max?: number;
+  /** The figure should be at least this. */
+  min?: number;
   note?: string;
 }
 
@@ -116,8 +118,16 @@ export function formatFigures(figures: Figure[]): string {
     ...figures.map((f) => [
       f.name,
       `${f.value.toFixed(f.value < 10 ? 3 : 1)} ${f.unit}`,
-      f.max === undefined ? '-' : `≤ ${f.max}`,
-      f.max === undefined ? '' : f.value <= f.max ? 'met' : 'MISSED',
+      f.max !== undefined ? `≤ ${f.max}` : f.min !== undefined ? `≥ ${f.min}` : '-',
+      f.max !== undefined
+        ? f.value <= f.max
+          ? 'met'
+          : 'MISSED'
+        : f.min !== undefined
+          ? f.value >= f.min
+            ? 'met'
+            : 'MISSED'
+          : '',
       f.note ?? '',
     ]),
   ];

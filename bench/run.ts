@@ -9,6 +9,7 @@ import { dedupBenchmarks } from './dedup.bench';
 import { trainBenchmarks, trainFigures } from './train.bench';
 import { feedbackFigures } from './feedback.bench';
 import { scaleOutBenchmarks } from './scale-out.bench';
+import { torchFigures } from './torch.bench';
 
 /** `npm run bench [-- name-filter]`: every registered benchmark, a table on stdout, the numbers in a JSON file. */
 async function main() {
@@ -31,6 +32,7 @@ async function main() {
     ...(!filter || 'pipeline'.includes(filter) ? pipelineFigures() : []),
     ...(!filter || 'training'.includes(filter) ? await trainFigures() : []),
     ...(!filter || 'feedback'.includes(filter) ? await feedbackFigures() : []),
+    ...(!filter || 'torch'.includes(filter) ? torchFigures() : []),
   ];
   if (figures.length) console.log('\n' + formatFigures(figures));
   const out = path.resolve(process.env.FLYWHEEL_HOME ?? '.flywheel', 'bench', 'results.json');

@@ -171,7 +171,12 @@ describe('real models: a PyTorch GPT trained by torchrun through the registry, t
         (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1 ? [e.activityTaskStartedEventAttributes!] : [],
       );
       assert.equal(retried.length, 1, 'one segment was retried');
-      assert.equal(retried[0].lastFailure?.applicationFailureInfo?.type, 'ExternalTrainerCrashed');
+      const failure = retried[0].lastFailure;
+      assert.equal(
+        failure?.applicationFailureInfo?.type ?? failure?.cause?.applicationFailureInfo?.type,
+        'ExternalTrainerCrashed',
+        JSON.stringify(failure, (k, v: unknown) => (k === 'stackTrace' ? undefined : v)).slice(0, 2000),
+      );
     },
   );
 

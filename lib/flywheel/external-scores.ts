@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   externalScratchDir,
@@ -41,6 +41,7 @@ export async function scoreExternalModels(job: ExternalScoring): Promise<ModelSc
   const work = join(externalScratchDir(), 'scores', randomUUID());
   const shardCache = join(externalScratchDir(), 'shards');
   try {
+    await mkdir(work, { recursive: true });
     const heldout = await localizeDataset(job.store, job.heldout, shardCache, join(work, 'heldout.json'));
     const feedback = await localizeDataset(job.store, job.feedback, shardCache, join(work, 'feedback.json'));
     const feedbackSplit = feedback.splits.validation.tokens >= 2 ? 'validation' : 'train';
