@@ -27,7 +27,7 @@ export default tseslint.config(
   },
   {
     // Workflow code is replayed deterministically inside Temporal's sandbox: no Node built-ins, no I/O, no lib/ code
-    // that touches disks or networks. Only pure lib/spec and types may come in.
+    // that touches disks or networks. Only pure lib/contracts and types may come in.
     files: ['workflows/**/*.ts'],
     rules: {
       'no-restricted-imports': [
@@ -39,8 +39,8 @@ export default tseslint.config(
           })),
           patterns: [
             {
-              group: ['../lib/*', '!../lib/spec', '../lib/spec/*/**'],
-              message: 'workflows may import only lib/spec (pure); I/O belongs in activities.',
+              group: ['../lib/*', '!../lib/contracts', '../lib/contracts/*/**'],
+              message: 'workflows may import only lib/contracts (pure); I/O belongs in activities.',
             },
             {
               group: ['@aws-sdk/*', '@temporalio/worker', '@temporalio/client', '@temporalio/activity'],
@@ -55,6 +55,40 @@ export default tseslint.config(
         },
       ],
       'no-restricted-globals': ['error', 'setImmediate', 'process', 'require', 'Buffer'],
+    },
+  },
+  {
+    // Activities are adapters called by workflows; what both need (a spec, a result type) lives in lib/contracts.
+    files: ['activities/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['../workflows', '../workflows/*'],
+              message: 'activities never import workflows/: put what both need in lib/contracts.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The typed client is embedded in services: no worker, no application assembly.
+    files: ['client/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['../worker', '../worker/*', '../app', '../app/*'],
+              message: 'client/ never imports worker/ or app/: shared Temporal plumbing lives in temporal/.',
+            },
+          ],
+        },
+      ],
     },
   },
   {

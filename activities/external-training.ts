@@ -29,10 +29,10 @@ import {
 } from '../lib/external-trainer';
 import { recordCheckpoint, recordTraining } from '../lib/metrics';
 import { ModelRegistry } from '../lib/registry';
-import { InvalidSpec } from '../lib/spec/invalid-spec';
-import type { Evaluation, SegmentInput, SegmentSummary, TrainingSpec } from '../lib/spec/training';
+import { InvalidSpec } from '../lib/contracts/invalid-spec';
+import type { Evaluation, SegmentInput, SegmentSummary, TrainingSpec } from '../lib/contracts/training';
 import { sha256Hex, type TieredStore } from '../lib/storage';
-import { canonicalJson } from '../lib/spec/digest';
+import { canonicalJson } from '../lib/contracts/digest';
 import { withFailureMapping } from './failures';
 
 const EVALUATIONS_FILE = EXTERNAL_EVALUATIONS_FILE;

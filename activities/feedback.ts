@@ -6,7 +6,7 @@ import {
   parseFeedbackPartitionUri,
 } from '../lib/feedback/partitions';
 import type { TieredStore } from '../lib/storage';
-import type { FeedbackEvent, FeedbackPartitionWritten } from '../lib/spec/feedback';
+import type { FeedbackEvent, FeedbackPartitionWritten } from '../lib/contracts/feedback';
 import { recordFeedback } from '../lib/metrics';
 import { withFailureMapping } from './failures';
 

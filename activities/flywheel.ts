@@ -8,10 +8,10 @@ import { STAGE_EPOCH } from '../lib/pipeline/stage-output';
 import type { ExternalTrainerSpec } from '../lib/external-trainer';
 import { externalTrainerOf, scoreExternalModels } from '../lib/flywheel/external-scores';
 import { ModelRegistry } from '../lib/registry';
-import type { FeedbackEvent } from '../lib/spec/feedback';
-import type { FlywheelDecisionKind, FlywheelSpec, ModelScores } from '../lib/spec/flywheel';
-import type { NearDedupSpec, PipelineSpec } from '../lib/spec/pipeline';
-import type { TrainingSpec } from '../lib/spec/training';
+import type { FeedbackEvent } from '../lib/contracts/feedback';
+import type { FlywheelDecisionKind, FlywheelSpec, ModelScores } from '../lib/contracts/flywheel';
+import type { NearDedupSpec, PipelineSpec } from '../lib/contracts/pipeline';
+import type { TrainingSpec } from '../lib/contracts/training';
 import {
   commitManifest,
   findCommittedManifest,

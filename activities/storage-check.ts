@@ -2,7 +2,7 @@ import { Context } from '@temporalio/activity';
 import type { TieredStore } from '../lib/storage';
 import { commitManifest, findCommittedManifest, readManifest, verifyManifest, type ArtifactRef } from '../lib/storage';
 import { sampleManifestKey, sampleObjectKey, sampleObjectStream } from '../lib/storage-check/sample-object';
-import type { StorageCheckSpec } from '../lib/spec/storage-check';
+import type { StorageCheckSpec } from '../lib/contracts/storage-check';
 import { withFailureMapping } from './failures';
 
 export interface StorageCheckDeps {

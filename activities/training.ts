@@ -6,7 +6,7 @@ import {
   type SegmentInput,
   type SegmentSummary,
   type TrainingSpec,
-} from '../lib/spec/training';
+} from '../lib/contracts/training';
 import { ModelRegistry } from '../lib/registry';
 import { openVerified, readAll, readManifest, sha256Hex, type TieredStore } from '../lib/storage';
 import { DatasetMetaSchema } from '../lib/pipeline/commit-dataset';

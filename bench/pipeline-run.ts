@@ -5,7 +5,7 @@ import { Client, Connection } from '@temporalio/client';
 import { FlywheelClient } from '../client/flywheel-client';
 import { sampleCorpus } from '../lib/collect';
 import { loadConfig } from '../lib/config';
-import { startDevServer } from '../worker/dev-server';
+import { startDevServer } from '../temporal/dev-server';
 import { installRuntime } from '../worker/runtime';
 import { createWorkers } from '../worker/workers';
 

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { FlywheelClient } from '../client/flywheel-client';
 import { sampleCorpus } from '../lib/collect';
-import { startDevServer, type DevServer } from '../worker/dev-server';
+import { startDevServer, type DevServer } from '../temporal/dev-server';
 import { startWorker, type WorkerProcess } from '../test/support/worker-process';
 import type { Benchmark } from './harness';
 

@@ -5,8 +5,8 @@ import * as path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { FlywheelClient } from '../client/flywheel-client';
 import { loadConfig } from '../lib/config';
-import type { TrainingInput } from '../lib/spec/training';
-import { findTemporalCli, startDevServer } from '../worker/dev-server';
+import type { TrainingInput } from '../lib/contracts/training';
+import { findTemporalCli, startDevServer } from '../temporal/dev-server';
 import { installRuntime } from '../worker/runtime';
 import { createWorkers } from '../worker/workers';
 

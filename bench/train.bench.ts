@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CheckpointManager, keepLastN, type CheckpointMetaInput } from '../lib/checkpoint';
-import { TrainingSpec } from '../lib/spec/training';
+import { TrainingSpec } from '../lib/contracts/training';
 import { createS3Client, FsStore, parseTierUri, S3Store, TieredStore, type ObjectStore } from '../lib/storage';
 import {
   createTrainer,

@@ -6,5 +6,5 @@ process.stdout.on('error', (err) => {
   if (err.code === 'EPIPE') process.exit(0);
   throw err;
 });
-const { main } = require('../client/cli.ts');
+const { main } = require('../app/cli.ts');
 main(process.argv).then((code) => process.exit(code));

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WithStartWorkflowOperation, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { parseSpec } from '../lib/spec/invalid-spec';
+import { parseSpec } from '../lib/contracts/invalid-spec';
 import {
   FeedbackLedgerSettings,
   InvalidFeedback,
@@ -14,7 +14,7 @@ import {
   type FeedbackLedgerSettingsInput,
   type FeedbackLedgerStart,
   type FeedbackProblem,
-} from '../lib/spec/feedback';
+} from '../lib/contracts/feedback';
 import type { feedbackLedger } from '../workflows';
 
 export interface FeedbackClientOptions {

@@ -7,12 +7,12 @@ import {
   type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import { taskQueueName } from '../lib/config';
-import { specDigest } from '../lib/spec/digest';
-import { parseSpec } from '../lib/spec/invalid-spec';
-import { StorageCheckSpec, type StorageCheckInput, type StorageCheckResult } from '../lib/spec/storage-check';
-import { PipelineSpec, pipelineWorkflowId, type PipelineInput } from '../lib/spec/pipeline';
-import type { DatasetSummary, PipelineProgress } from '../lib/spec/pipeline-results';
-import { TrainingSpec, trainingWorkflowId, type TrainingInput } from '../lib/spec/training';
+import { specDigest } from '../lib/contracts/digest';
+import { parseSpec } from '../lib/contracts/invalid-spec';
+import { StorageCheckSpec, type StorageCheckInput, type StorageCheckResult } from '../lib/contracts/storage-check';
+import { PipelineSpec, pipelineWorkflowId, type PipelineInput } from '../lib/contracts/pipeline';
+import type { DatasetSummary, PipelineProgress } from '../lib/contracts/pipeline-results';
+import { TrainingSpec, trainingWorkflowId, type TrainingInput } from '../lib/contracts/training';
 import type { dataPipeline, flywheelRun, storageCheck, StorageCheckProgress, trainingRun } from '../workflows';
 import {
   durationMs,
@@ -21,9 +21,9 @@ import {
   flywheelWorkflowId,
   type FlywheelInput,
   type FlywheelResult,
-} from '../lib/spec/flywheel';
+} from '../lib/contracts/flywheel';
 import { FeedbackBatcher, type FeedbackBatcherOptions } from '../lib/feedback/batcher';
-import type { FeedbackLedgerProgress } from '../lib/spec/feedback';
+import type { FeedbackLedgerProgress } from '../lib/contracts/feedback';
 import { submitFeedbackBatch, type FeedbackClientOptions, type FeedbackReceipt } from './feedback';
 
 export type { FeedbackClientOptions, FeedbackReceipt } from './feedback';

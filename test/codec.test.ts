@@ -9,12 +9,12 @@ import { inspect } from 'node:util';
 import { Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { startCodecServer, type RunningCodecServer } from '../client/commands/codec-server';
-import { connectClient } from '../client/connection';
+import { startCodecServer, type RunningCodecServer } from '../app/commands/codec-server';
+import { connectClient } from '../temporal/client-connection';
 import { FlywheelClient } from '../client/flywheel-client';
 import { DecryptionFailed, open, seal, UnknownEncryptionKey } from '../lib/codec';
 import { ConfigError, loadConfig } from '../lib/config';
-import { ENCRYPTED_ENCODING, EncryptionCodec, KEY_ID_METADATA_KEY } from '../worker/payload-codec';
+import { ENCRYPTED_ENCODING, EncryptionCodec, KEY_ID_METADATA_KEY } from '../temporal/payload-codec';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
 import { temporalAddress, testConfig } from './support/temporal';
 

@@ -21,7 +21,7 @@ import {
   type SourceSpecInput,
   type SourceUnit,
 } from '../lib/collect';
-import { InvalidSpec, parseSpec } from '../lib/spec/invalid-spec';
+import { InvalidSpec, parseSpec } from '../lib/contracts/invalid-spec';
 
 const NOW = new Date('2025-01-02T03:04:05.000Z');
 const ctx: CollectContext = { now: () => NOW };

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Command } from 'commander';
-import { registerDedupCommand } from '../client/commands/dedup';
+import { registerDedupCommand } from '../app/commands/dedup';
 import { sampleCorpus } from '../lib/collect';
 import {
   CorruptDedupFile,

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Command } from 'commander';
 import * as fc from 'fast-check';
-import { registerDedupCommand } from '../client/commands/dedup';
+import { registerDedupCommand } from '../app/commands/dedup';
 import {
   candidateProbability,
   CorruptDedupFile,
@@ -500,7 +500,7 @@ describe('dedupJsonl and the dedup command', () => {
         await program.parseAsync(['node', 'flywheel', 'dedup', ...args]);
         return 0;
       } catch (err) {
-        // As client/cli.ts main(): commander's own errors are usage errors.
+        // As app/cli.ts main(): commander's own errors are usage errors.
         const { code, exitCode } = err as { code?: string; exitCode?: number };
         return code?.startsWith('commander.') ? 2 : (exitCode ?? 1);
       } finally {

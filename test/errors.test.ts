@@ -28,8 +28,8 @@ import { CorruptFeedbackPartition } from '../lib/feedback/errors';
 import { DatasetVersionExists } from '../lib/pipeline/commit-dataset';
 import { CorruptModelVersion, ModelNotFound, NoPreviousChampion, RegistryConflict } from '../lib/registry/errors';
 import { ModelNotExportable } from '../lib/registry/hf-export';
-import { InvalidFeedback } from '../lib/spec/feedback';
-import { InvalidSpec } from '../lib/spec/invalid-spec';
+import { InvalidFeedback } from '../lib/contracts/feedback';
+import { InvalidSpec } from '../lib/contracts/invalid-spec';
 import {
   AccessDenied,
   ChecksumMismatch,

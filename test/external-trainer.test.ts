@@ -20,7 +20,7 @@ import {
   runExternalTrainer,
   SegmentProgress,
 } from '../lib/external-trainer';
-import type { TrainingInput, TrainingResult } from '../lib/spec/training';
+import type { TrainingInput, TrainingResult } from '../lib/contracts/training';
 import {
   commitManifest,
   createS3Client,

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, Connection, WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { readFeedbackLines } from '../client/commands/feedback';
+import { readFeedbackLines } from '../app/commands/feedback';
 import { FlywheelClient } from '../client/flywheel-client';
 import {
   encodeFeedbackPartition,
@@ -26,7 +26,7 @@ import {
   validateFeedbackBatch,
   type FeedbackEvent,
   type FeedbackLedgerProgress,
-} from '../lib/spec/feedback';
+} from '../lib/contracts/feedback';
 import { createS3Client, FsStore, S3Store, TieredStore, tieredStoreFromConfig } from '../lib/storage';
 import type { feedbackLedger } from '../workflows';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';

@@ -4,7 +4,7 @@ import { Client, Connection, ScheduleOverlapPolicy } from '@temporalio/client';
 import { FlywheelClient } from '../client/flywheel-client';
 import { sampleCorpus } from '../lib/collect/sample-corpus';
 import { ModelRegistry } from '../lib/registry';
-import type { FlywheelInput, FlywheelProgress } from '../lib/spec/flywheel';
+import type { FlywheelInput, FlywheelProgress } from '../lib/contracts/flywheel';
 import { tieredStoreFromConfig } from '../lib/storage';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
 import { temporalAddress, testConfig } from './support/temporal';

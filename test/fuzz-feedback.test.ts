@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { InvalidFeedback, parseFeedbackBatch, validateFeedbackBatch } from '../lib/spec/feedback';
+import { InvalidFeedback, parseFeedbackBatch, validateFeedbackBatch } from '../lib/contracts/feedback';
 
 const good = {
   id: 'evt-1',

@@ -4,11 +4,11 @@ import fc from 'fast-check';
 import type { z } from 'zod';
 import { SourceSpec } from '../lib/collect/source-spec';
 import { QualitySpec } from '../lib/quality/spec';
-import { specDigest } from '../lib/spec/digest';
-import { InvalidSpec, parseSpec } from '../lib/spec/invalid-spec';
-import { PipelineSpec } from '../lib/spec/pipeline';
-import { StorageCheckSpec } from '../lib/spec/storage-check';
-import { TrainingSpec } from '../lib/spec/training';
+import { specDigest } from '../lib/contracts/digest';
+import { InvalidSpec, parseSpec } from '../lib/contracts/invalid-spec';
+import { PipelineSpec } from '../lib/contracts/pipeline';
+import { StorageCheckSpec } from '../lib/contracts/storage-check';
+import { TrainingSpec } from '../lib/contracts/training';
 
 /** Every spec a workflow, the client or the UI form parses, with a complete valid input to mutate. */
 const SPECS: { name: string; schema: z.ZodType; valid: Record<string, unknown> }[] = [

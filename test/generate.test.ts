@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { InvalidSpec } from '../lib/spec/invalid-spec';
+import { InvalidSpec } from '../lib/contracts/invalid-spec';
 import { DocumentTokenizer } from '../lib/tokenize';
 import { createTrainer, generateText, generateTokens, type Trainer, type TrainerSpecInput } from '../lib/train';
 

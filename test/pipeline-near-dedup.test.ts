@@ -22,9 +22,9 @@ import {
   type NearDedupOutput,
 } from '../lib/pipeline/near-dedup';
 import { runFolder } from '../lib/pipeline/stage-output';
-import { InvalidSpec } from '../lib/spec/invalid-spec';
-import { NearDedupSpec, PipelineSpec, type PipelineInput } from '../lib/spec/pipeline';
-import type { DatasetSummary } from '../lib/spec/pipeline-results';
+import { InvalidSpec } from '../lib/contracts/invalid-spec';
+import { NearDedupSpec, PipelineSpec, type PipelineInput } from '../lib/contracts/pipeline';
+import type { DatasetSummary } from '../lib/contracts/pipeline-results';
 import { readManifest, tieredStoreFromConfig, TieredStore, type ArtifactRef } from '../lib/storage';
 import { sha256Hex } from '../lib/storage/hashing';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';

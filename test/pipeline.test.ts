@@ -12,10 +12,10 @@ import { FlywheelClient, PipelineAlreadyRunning } from '../client/flywheel-clien
 import { sampleCorpus } from '../lib/collect';
 import { decodeJsonlGz } from '../lib/document';
 import type { DatasetMeta } from '../lib/pipeline/commit-dataset';
-import type { PipelineInput } from '../lib/spec/pipeline';
-import type { ArtifactRef } from '../lib/spec/pipeline-results';
+import type { PipelineInput } from '../lib/contracts/pipeline';
+import type { ArtifactRef } from '../lib/contracts/pipeline-results';
 import { readManifest, tieredStoreFromConfig, verifyManifest } from '../lib/storage';
-import { findTemporalCli } from '../worker/dev-server';
+import { findTemporalCli } from '../temporal/dev-server';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
 import { readShards } from './support/read-shards';
 import { temporalAddress, testConfig } from './support/temporal';

@@ -3,8 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it, mock } from 'node:test';
-import { main } from '../client/cli';
-import { parseParamCount } from '../client/commands/plan';
+import { main } from '../app/cli';
+import { parseParamCount } from '../app/commands/plan';
 import { checkDeepSpeedConfig, deepSpeedConfigForPlan, type PlanReport } from '../lib/plan';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-plan-'));

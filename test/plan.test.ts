@@ -16,7 +16,7 @@ import {
   type ParallelPlan,
   type TransformerShape,
 } from '../lib/plan';
-import { InvalidSpec } from '../lib/spec/invalid-spec';
+import { InvalidSpec } from '../lib/contracts/invalid-spec';
 
 const GB = 1e9;
 const GiB = 2 ** 30;

@@ -6,7 +6,7 @@ import { sampleCorpus } from '../lib/collect';
 import { QualitySpec, QualityStats, filterDocument, type FilterResult, type QualitySpecInput } from '../lib/quality';
 import { duplicateNGramCharCount, topNGramCharCount } from '../lib/quality/gopher-repetition';
 import { wordTokens } from '../lib/quality/text-units';
-import { InvalidSpec } from '../lib/spec/invalid-spec';
+import { InvalidSpec } from '../lib/contracts/invalid-spec';
 
 const doc = (text: string): Document => ({
   id: 'test',

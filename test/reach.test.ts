@@ -21,7 +21,7 @@ import {
   type SourceSpecInput,
 } from '../lib/collect';
 import { ConfigError, loadConfig } from '../lib/config';
-import type { DatasetSummary } from '../lib/spec/pipeline-results';
+import type { DatasetSummary } from '../lib/contracts/pipeline-results';
 import { S3Store, createS3Client } from '../lib/storage';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
 import { s3ClientOptions, startS3Server, type TestS3Server } from './support/s3-server';

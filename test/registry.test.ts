@@ -15,7 +15,7 @@ import {
   type PromotionDecision,
   type RegisterInput,
 } from '../lib/registry';
-import { InvalidSpec } from '../lib/spec/invalid-spec';
+import { InvalidSpec } from '../lib/contracts/invalid-spec';
 import { createS3Client, FsStore, S3Store, TieredStore, type ObjectStore } from '../lib/storage';
 import { createTrainer } from '../lib/train';
 import { s3ClientOptions, startS3Server, type TestS3Server } from './support/s3-server';

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { canonicalJson, specDigest } from '../lib/spec/digest';
-import { InvalidSpec, parseSpec } from '../lib/spec/invalid-spec';
-import { PipelineSpec } from '../lib/spec/pipeline';
-import { StorageCheckSpec } from '../lib/spec/storage-check';
+import { canonicalJson, specDigest } from '../lib/contracts/digest';
+import { InvalidSpec, parseSpec } from '../lib/contracts/invalid-spec';
+import { PipelineSpec } from '../lib/contracts/pipeline';
+import { StorageCheckSpec } from '../lib/contracts/storage-check';
 
 describe('specs', () => {
   it('fill defaults for an empty object (the UI form can send {})', () => {

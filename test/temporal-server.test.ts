@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
-import { findTemporalCli, startDevServer } from '../worker/dev-server';
+import { findTemporalCli, startDevServer } from '../temporal/dev-server';
 import { createWorkers } from '../worker/workers';
 import { FlywheelClient } from '../client/flywheel-client';
 import { testConfig } from './support/temporal';

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { sampleCorpus } from '../lib/collect';
-import { InvalidSpec } from '../lib/spec/invalid-spec';
+import { InvalidSpec } from '../lib/contracts/invalid-spec';
 import { DocumentTokenizer } from '../lib/tokenize';
 import {
   adamWStep,

@@ -8,7 +8,7 @@ import { CheckpointManager, keepLastN } from '../lib/checkpoint';
 import { ModelRegistry } from '../lib/registry';
 import { tieredStoreFromConfig } from '../lib/storage';
 import { FlywheelClient } from '../client/flywheel-client';
-import type { TrainingInput, TrainingProgress } from '../lib/spec/training';
+import type { TrainingInput, TrainingProgress } from '../lib/contracts/training';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
 import { temporalAddress, testConfig } from './support/temporal';
 

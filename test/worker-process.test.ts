@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { FlywheelClient } from '../client/flywheel-client';
-import { freePort } from '../worker/dev-server';
+import { freePort } from '../temporal/dev-server';
 import { temporalAddress } from './support/temporal';
 
 const root = path.join(__dirname, '..');

@@ -2,7 +2,7 @@ import pino from 'pino';
 import { DefaultLogger, Runtime, makeTelemetryFilterString, type LogEntry, type LogLevel } from '@temporalio/worker';
 import type { FlywheelConfig } from '../lib/config';
 import { FLYWHEEL_HISTOGRAM_BUCKETS } from '../lib/metrics';
-import { isListening } from './dev-server';
+import { isListening } from '../temporal/dev-server';
 
 let installed = false;
 

@@ -4,8 +4,8 @@ import { createActivities } from '../activities';
 import { closeSharedDedupPool, closeSharedTokenizerPool } from '../activities/pipeline';
 import { taskQueueName, type FlywheelConfig, type TaskQueueRole } from '../lib/config';
 import { tieredStoreFromConfig } from '../lib/storage/from-config';
-import { nativeConnectionOptions } from './connection';
-import { flywheelDataConverter } from './payload-codec';
+import { nativeConnectionOptions } from '../temporal/connection';
+import { flywheelDataConverter } from '../temporal/payload-codec';
 
 export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', 'index.ts');
 

@@ -24,7 +24,7 @@ import {
   type FeedbackLedgerSummary,
   type FeedbackLedgerTotals,
   type FeedbackProblem,
-} from '../lib/spec/feedback';
+} from '../lib/contracts/feedback';
 import { validateSpec } from './invalid-spec-failure';
 import { FlywheelKind, FlywheelRun } from './search-attributes';
 import { taskQueueFor } from './task-queues';

@@ -17,10 +17,10 @@ import {
   type FlywheelProgress,
   type FlywheelResult,
   type ModelScores,
-} from '../lib/spec/flywheel';
-import { pipelineWorkflowId, type PipelineInput } from '../lib/spec/pipeline';
-import type { DatasetSummary } from '../lib/spec/pipeline-results';
-import { trainingWorkflowId, type TrainingInput, type TrainingResult } from '../lib/spec/training';
+} from '../lib/contracts/flywheel';
+import { pipelineWorkflowId, type PipelineInput } from '../lib/contracts/pipeline';
+import type { DatasetSummary } from '../lib/contracts/pipeline-results';
+import { trainingWorkflowId, type TrainingInput, type TrainingResult } from '../lib/contracts/training';
 import { validateSpec } from './invalid-spec-failure';
 import { FlywheelDataset, FlywheelKind, FlywheelRun, FlywheelStage } from './search-attributes';
 import { taskQueueFor } from './task-queues';

@@ -1,5 +1,5 @@
-import { utf8Bytes } from '../lib/spec/feedback';
-import type { CarryEntries } from '../lib/spec/pipeline-carry';
+import { utf8Bytes } from '../lib/contracts/feedback';
+import type { CarryEntries } from '../lib/contracts/pipeline-carry';
 
 /** At most this many stage activities pending at once: far below Temporal's 2,000, kind to small clusters. */
 export const MAX_PENDING = 8;

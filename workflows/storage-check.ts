@@ -1,7 +1,7 @@
 import { defineQuery, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { FlywheelActivities } from '../activities';
-import { StorageCheckSpec, type StorageCheckResult } from '../lib/spec/storage-check';
-import { specDigest } from '../lib/spec/digest';
+import { StorageCheckSpec, type StorageCheckResult } from '../lib/contracts/storage-check';
+import { specDigest } from '../lib/contracts/digest';
 import { validateSpec } from './invalid-spec-failure';
 import { FlywheelKind, FlywheelRun, FlywheelStage } from './search-attributes';
 import { taskQueueFor } from './task-queues';

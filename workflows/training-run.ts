@@ -18,7 +18,7 @@ import {
   type TrainingProgress,
   type TrainingResult,
   type SegmentSummary,
-} from '../lib/spec/training';
+} from '../lib/contracts/training';
 import { validateSpec } from './invalid-spec-failure';
 import {
   FlywheelEpoch,

@@ -1,5 +1,5 @@
-import { canonicalJson } from '../spec/digest';
-import type { TrainingSpec } from '../spec/training';
+import { canonicalJson } from '../contracts/digest';
+import type { TrainingSpec } from '../contracts/training';
 import { sha256Hex } from '../storage';
 import type { LocalDataset } from './local-dataset';
 import type { ExternalTrainerSpec } from './spec';

@@ -1,4 +1,4 @@
-import { foldEvaluation, type EarlyStopState, type Evaluation, type TrainingSpec } from '../spec/training';
+import { foldEvaluation, type EarlyStopState, type Evaluation, type TrainingSpec } from '../contracts/training';
 import { protocolError } from './errors';
 import type { CheckpointEvent, DoneEvent, EvalEvent, StepEvent } from './protocol';
 

@@ -1,5 +1,5 @@
 import { FlywheelError } from '../common';
-import { parseFeedbackBatch, type FeedbackEvent, type FeedbackLimits } from '../spec/feedback';
+import { parseFeedbackBatch, type FeedbackEvent, type FeedbackLimits } from '../contracts/feedback';
 
 export interface FeedbackBatcherOptions extends FeedbackLimits {
   /** A batch is sent once it holds this many events (default 500). */

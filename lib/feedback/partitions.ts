@@ -1,7 +1,7 @@
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
 import { pad } from '../common';
-import type { FeedbackEvent } from '../spec/feedback';
+import type { FeedbackEvent } from '../contracts/feedback';
 
 const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);

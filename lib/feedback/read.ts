@@ -1,5 +1,5 @@
 import type { TieredStore } from '../storage';
-import type { FeedbackEvent } from '../spec/feedback';
+import type { FeedbackEvent } from '../contracts/feedback';
 import { CorruptFeedbackPartition } from './errors';
 import {
   comparePartitions,

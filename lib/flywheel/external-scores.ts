@@ -10,8 +10,8 @@ import {
   type LocalDataset,
 } from '../external-trainer';
 import type { ModelRegistry, ModelVersion } from '../registry';
-import type { ModelScores } from '../spec/flywheel';
-import type { TrainingSpec } from '../spec/training';
+import type { ModelScores } from '../contracts/flywheel';
+import type { TrainingSpec } from '../contracts/training';
 import type { TieredStore } from '../storage';
 
 /** The external trainer a registered version was trained with, when it was. */

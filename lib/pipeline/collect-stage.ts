@@ -2,7 +2,7 @@ import type { ArtifactRef } from '../storage/manifest';
 import { ChecksumMismatch } from '../storage/errors';
 import { sha256Hex } from '../storage/hashing';
 import type { TieredStore } from '../storage/tiered-store';
-import { countDrop, emptyStats } from '../spec/pipeline-results';
+import { countDrop, emptyStats } from '../contracts/pipeline-results';
 import { planSource, readUnit, type CollectContext, type CollectReach, type SourceUnit } from '../collect';
 import type { SourceSpec } from '../collect/source-spec';
 import { S3Client } from '@aws-sdk/client-s3';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ArtifactRef, commitManifest, findCommittedManifest } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
-import type { DatasetSummary, PipelineProgress } from '../spec/pipeline-results';
+import type { DatasetSummary, PipelineProgress } from '../contracts/pipeline-results';
 import type { TokenDtype } from '../webdataset/npy';
 import type { WrittenShard } from '../webdataset/shard-writer';
 import type { Split } from '../webdataset/split';

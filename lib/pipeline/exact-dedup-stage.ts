@@ -7,7 +7,7 @@ import { decodeJsonlGz } from '../document/jsonl-partition';
 import type { Document } from '../document/schema';
 import { openVerified, readManifest } from '../storage/manifest';
 import { readAll } from '../storage/object-store';
-import { countDrop, emptyStats, mergeStats } from '../spec/pipeline-results';
+import { countDrop, emptyStats, mergeStats } from '../contracts/pipeline-results';
 import { PartitionWriter } from './partition-writer';
 import { commitStage, type StageOutput } from './stage-output';
 import { readStageDocuments, stageWriters, type PartitionLimits } from './stage-io';

@@ -1,6 +1,6 @@
 import type { ArtifactRef } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
-import { countDrop, emptyStats } from '../spec/pipeline-results';
+import { countDrop, emptyStats } from '../contracts/pipeline-results';
 import { filterDocument } from '../quality';
 import type { QualitySpec } from '../quality/spec';
 import { commitStage, type StageOutput } from './stage-output';

@@ -1,5 +1,5 @@
 import type { Document, RejectedDocument } from '../document/schema';
-import type { StageStats } from '../spec/pipeline-results';
+import type { StageStats } from '../contracts/pipeline-results';
 import { decodeJsonlGz } from '../document/jsonl-partition';
 import { openVerified, readManifest, type ArtifactRef } from '../storage/manifest';
 import { readAll } from '../storage/object-store';

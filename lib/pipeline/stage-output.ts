@@ -1,6 +1,6 @@
 import { commitManifest, findCommittedManifest, type ArtifactRef } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
-import type { StageStats } from '../spec/pipeline-results';
+import type { StageStats } from '../contracts/pipeline-results';
 
 /** A stage's committed output: a manifest of kept partitions, one of rejected records, and the counts. */
 export interface StageOutput {

@@ -1,8 +1,8 @@
 import type { SourceSpec } from '../collect/source-spec';
 import type { QualitySpec } from '../quality/spec';
-import type { CarryEntries } from '../spec/pipeline-carry';
-import type { NearDedupSpec, PipelineSpec } from '../spec/pipeline';
-import type { ArtifactRef, PipelineProgress } from '../spec/pipeline-results';
+import type { CarryEntries } from '../contracts/pipeline-carry';
+import type { NearDedupSpec, PipelineSpec } from '../contracts/pipeline';
+import type { ArtifactRef, PipelineProgress } from '../contracts/pipeline-results';
 import { readManifest } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
 import type { TokenizerEncoding } from '../tokenize/encodings';

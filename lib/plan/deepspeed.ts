@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { InvalidSpec, parseSpec, type SpecProblem } from '../spec/invalid-spec';
+import { InvalidSpec, parseSpec, type SpecProblem } from '../contracts/invalid-spec';
 
 // DeepSpeed's rules, read from deepspeedai/DeepSpeed: deepspeed/runtime/config.py (batch arithmetic, fp16 vs bf16,
 // ZeRO stage), runtime/pipe/engine.py (ZeRO-2/3 with pipelines), runtime/zero/offload_config.py and

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseSpec } from '../spec/invalid-spec';
+import { parseSpec } from '../contracts/invalid-spec';
 import {
   dataParallelBytes,
   layoutLinks,

@@ -1,5 +1,5 @@
 import type { Document } from '../document';
-import { parseSpec } from '../spec/invalid-spec';
+import { parseSpec } from '../contracts/invalid-spec';
 import { c4Filter, type C4Edits } from './c4';
 import { gopherQuality } from './gopher-quality';
 import { gopherRepetition, type RepetitionThresholds } from './gopher-repetition';

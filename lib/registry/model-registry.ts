@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { mapLimit } from '../common';
-import { canonicalJson } from '../spec/digest';
-import { parseSpec } from '../spec/invalid-spec';
+import { canonicalJson } from '../contracts/digest';
+import { parseSpec } from '../contracts/invalid-spec';
 import {
   ChecksumMismatch,
   commitManifest,

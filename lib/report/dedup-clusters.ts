@@ -1,7 +1,7 @@
 import { decodeJsonlGz } from '../document/jsonl-partition';
 import { nearDedupFolder } from '../pipeline/near-dedup';
 import { runFolder, type RunKey } from '../pipeline/stage-output';
-import type { PipelineProgress } from '../spec/pipeline-results';
+import type { PipelineProgress } from '../contracts/pipeline-results';
 import { findCommittedManifest, openVerified, readAll, type TieredStore } from '../storage';
 import type { ClusterSizes } from './model';
 

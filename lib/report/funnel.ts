@@ -1,4 +1,4 @@
-import type { PipelineProgress, StageStats } from '../spec/pipeline-results';
+import type { PipelineProgress, StageStats } from '../contracts/pipeline-results';
 import type { FunnelRow } from './model';
 
 /** Each stage's label for the total it leaves, in pipeline order. */

@@ -1,5 +1,5 @@
-import type { DatasetSummary, PipelineProgress, StageStats } from '../spec/pipeline-results';
-import type { Evaluation } from '../spec/training';
+import type { DatasetSummary, PipelineProgress, StageStats } from '../contracts/pipeline-results';
+import type { Evaluation } from '../contracts/training';
 import type { Tier } from '../storage';
 
 /** One workflow the report covers, as the Temporal server described it. */

@@ -1,5 +1,5 @@
 import { DatasetMetaSchema } from '../pipeline/commit-dataset';
-import type { DatasetSummary, PipelineProgress } from '../spec/pipeline-results';
+import type { DatasetSummary, PipelineProgress } from '../contracts/pipeline-results';
 import { findCommittedManifest, parseManifestMeta, type TieredStore } from '../storage';
 import { dedupClusterSizes } from './dedup-clusters';
 import { pipelineFunnel } from './funnel';

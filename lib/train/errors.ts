@@ -1,5 +1,5 @@
 import { FlywheelError } from '../common';
-import { InvalidSpec, type SpecProblem } from '../spec/invalid-spec';
+import { InvalidSpec, type SpecProblem } from '../contracts/invalid-spec';
 
 /** Batch sizes that break DeepSpeed's rule train = micro × accumulation × ranks. Never retried. */
 export class InvalidBatchSizes extends InvalidSpec {

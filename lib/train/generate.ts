@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { InvalidSpec, parseSpec } from '../spec/invalid-spec';
+import { InvalidSpec, parseSpec } from '../contracts/invalid-spec';
 import { TOKENIZER_ENCODINGS, TokenizerEncoding } from '../tokenize/encodings';
 import { DocumentTokenizer } from '../tokenize/tokenizer';
 import type { LanguageModel } from './mlp-lm';

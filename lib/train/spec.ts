@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { resolveBatchSizes, type BatchSizes } from '../plan/deepspeed';
-import { parseSpec } from '../spec/invalid-spec';
+import { parseSpec } from '../contracts/invalid-spec';
 import { InvalidBatchSizes } from './errors';
 
 const count = (what: string) => z.number().int().min(1).describe(what);

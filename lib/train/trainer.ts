@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { canonicalJson, specDigest } from '../spec/digest';
+import { canonicalJson, specDigest } from '../contracts/digest';
 import type { BatchSizes } from '../plan/deepspeed';
 import { adamWStep, clipGradientNorm } from './adamw';
 import { CheckpointMismatch, MalformedTrainerState, type StateDifference } from './errors';

@@ -3,10 +3,10 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { loadConfig, taskQueueName, type FlywheelConfig } from '../../lib/config';
-import { parseSpec } from '../../lib/spec/invalid-spec';
-import { PipelineSpec, type PipelineInput } from '../../lib/spec/pipeline';
-import type { DatasetSummary } from '../../lib/spec/pipeline-results';
-import { TrainingSpec, type TrainingInput } from '../../lib/spec/training';
+import { parseSpec } from '../../lib/contracts/invalid-spec';
+import { PipelineSpec, type PipelineInput } from '../../lib/contracts/pipeline';
+import type { DatasetSummary } from '../../lib/contracts/pipeline-results';
+import { TrainingSpec, type TrainingInput } from '../../lib/contracts/training';
 import type { dataPipeline, trainingRun } from '../../workflows';
 import { decodeJsonlGz } from '../../lib/document';
 import {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { FlywheelClient } from '../../client/flywheel-client';
 import { parseFeedbackPartitionUri } from '../../lib/feedback';
-import { feedbackLedgerId, type FeedbackEvent } from '../../lib/spec/feedback';
+import { feedbackLedgerId, type FeedbackEvent } from '../../lib/contracts/feedback';
 import { feedbackIdsInStorage } from '../support/feedback-storage';
 import { startS3Gate } from '../support/s3-gate';
 import type { TestS3Server } from '../support/s3-server';

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import type { DatasetSummary } from '../../lib/spec/pipeline-results';
+import type { DatasetSummary } from '../../lib/contracts/pipeline-results';
 import { assertSameDataset, faultPipelineSpec, s3WarmTier, scenarioSetup, type FaultContext } from './context';
 import {
   activityRuns,

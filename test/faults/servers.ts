@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { findTemporalCli, freePort, startDevServer, type DevServer } from '../../worker/dev-server';
+import { findTemporalCli, freePort, startDevServer, type DevServer } from '../../temporal/dev-server';
 import {
   findS3ProxyJar,
   javaOnPath,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointManager, keepLastN } from '../../lib/checkpoint';
-import type { SegmentSummary, TrainingResult } from '../../lib/spec/training';
+import type { SegmentSummary, TrainingResult } from '../../lib/contracts/training';
 import { startS3Gate } from '../support/s3-gate';
 import type { TestS3Server } from '../support/s3-server';
 import {

@@ -1,6 +1,6 @@
 import type { FlywheelClient } from '../../client/flywheel-client';
 import { FEEDBACK_BATCHER_DEFAULTS, FeedbackBatcher } from '../../lib/feedback';
-import { FEEDBACK_DEFAULTS, ledgerOfEvent } from '../../lib/spec/feedback';
+import { FEEDBACK_DEFAULTS, ledgerOfEvent } from '../../lib/contracts/feedback';
 import { supportFeedbackEvent } from '../support/feedback-storage';
 import { sleep } from '../faults/harness';
 

@@ -1,5 +1,5 @@
 import type { FlywheelClient } from '../../client/flywheel-client';
-import type { PipelineInput } from '../../lib/spec/pipeline';
+import type { PipelineInput } from '../../lib/contracts/pipeline';
 import { readManifest, verifyManifest, type TieredStore } from '../../lib/storage';
 
 /** One pipeline of the load: its dataset, how long from start to result, and what went wrong if it did. */

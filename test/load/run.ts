@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { FlywheelClient } from '../../client/flywheel-client';
 import { loadConfig } from '../../lib/config';
-import { FEEDBACK_DEFAULTS } from '../../lib/spec/feedback';
+import { FEEDBACK_DEFAULTS } from '../../lib/contracts/feedback';
 import { tieredStoreFromConfig } from '../../lib/storage';
 import { startWorker, type WorkerProcess } from '../support/worker-process';
 import { startSharedTemporal, type SharedTemporal } from '../support/temporal';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { decodeFeedbackPartition, FEEDBACK_ROOT, parseFeedbackPartitionUri } from '../../lib/feedback';
-import type { FeedbackEvent } from '../../lib/spec/feedback';
+import type { FeedbackEvent } from '../../lib/contracts/feedback';
 import type { TieredStore } from '../../lib/storage';
 
 /** A realistic feedback event (about 900 bytes of JSON) with the id `<run>-<n>`, as a support bot's users send it. */

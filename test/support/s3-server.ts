@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { S3ClientOptions } from '../../lib/storage';
-import { freePort } from '../../worker/dev-server';
+import { freePort } from '../../temporal/dev-server';
 
 export interface TestS3Server {
   kind: 's3proxy' | 's3rver';

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { after } from 'node:test';
 import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { flywheelLogger } from '../../worker/runtime';
-import { findTemporalCli, startDevServer } from '../../worker/dev-server';
+import { findTemporalCli, startDevServer } from '../../temporal/dev-server';
 import { loadConfig, type FlywheelConfig } from '../../lib/config';
 
 export interface SharedTemporal {

@@ -5,7 +5,7 @@ import {
   type ResolvedDedupOptions,
   type SignatureIndexMeta,
 } from '../../dedup';
-import { InvalidSpec } from '../../spec/invalid-spec';
+import { InvalidSpec } from '../../contracts/invalid-spec';
 import { findCommittedManifest, readManifest, type ArtifactRef } from '../../storage/manifest';
 import type { TieredStore } from '../../storage/tiered-store';
 import { runFolder } from '../stage-output';

@@ -1,6 +1,6 @@
 import { sCurveThreshold, type SignatureIndexMeta } from '../../dedup';
 import { mapLimit } from '../../common/map-limit';
-import { mergeStats, type StageStats } from '../../spec/pipeline-results';
+import { mergeStats, type StageStats } from '../../contracts/pipeline-results';
 import {
   commitManifest,
   findCommittedManifest,

@@ -1,7 +1,7 @@
 import { decodeSignatures, signatureIndexParts } from '../../dedup';
 import { decodeJsonlGz } from '../../document/jsonl-partition';
 import type { Document } from '../../document/schema';
-import { countDrop, emptyStats, type StageStats } from '../../spec/pipeline-results';
+import { countDrop, emptyStats, type StageStats } from '../../contracts/pipeline-results';
 import { findCommittedManifest, openVerified, readManifest, type ArtifactRef } from '../../storage/manifest';
 import type { TieredStore } from '../../storage/tiered-store';
 import { commitStage } from '../stage-output';

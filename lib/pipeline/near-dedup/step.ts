@@ -1,5 +1,5 @@
 import { resolveDedupOptions, type ResolvedDedupOptions } from '../../dedup';
-import type { NearDedupSpec } from '../../spec/pipeline';
+import type { NearDedupSpec } from '../../contracts/pipeline';
 import type { TieredStore } from '../../storage/tiered-store';
 
 /** What every near-dedup step is given. */

@@ -205,7 +205,7 @@ async function runCodecServer(opts: { port: number; host: string; uiOrigin: stri
     ]);
   // The SDK loads only when the command runs, so `flywheel --help` stays fast.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { EncryptionCodec } = require('../../worker/payload-codec') as typeof import('../../worker/payload-codec');
+  const { EncryptionCodec } = require('../../temporal/payload-codec') as typeof import('../../temporal/payload-codec');
   const server = await startCodecServer({
     codec: new EncryptionCodec(keyRing),
     host: opts.host,

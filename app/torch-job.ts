@@ -1,15 +1,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FlywheelConfig } from '../lib/config';
-import type { FlywheelInput } from '../lib/spec/flywheel';
-import type { PipelineInput } from '../lib/spec/pipeline';
-import type { TrainingInput } from '../lib/spec/training';
+import type { FlywheelInput } from '../lib/contracts/flywheel';
+import type { PipelineInput } from '../lib/contracts/pipeline';
+import type { TrainingInput } from '../lib/contracts/training';
 import { exportHfGpt2, ModelRegistry } from '../lib/registry';
 import { tieredStoreFromConfig } from '../lib/storage';
 import { describeFlywheel, followFlywheel } from './commands/flywheel';
 import { describeDataset, followPipeline, readSpecFile } from './commands/pipeline';
 import { describeTraining, followTraining } from './commands/train';
-import type { FlywheelClient } from './flywheel-client';
+import type { FlywheelClient } from '../client/flywheel-client';
 import { simulatedFeedbackDay } from './simulated-feedback';
 
 const examples = path.join(__dirname, '..', 'examples');

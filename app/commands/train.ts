@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import type { WorkflowHandle } from '@temporalio/client';
 import { loadConfig } from '../../lib/config';
-import type { TrainingInput, TrainingProgress, TrainingResult } from '../../lib/spec/training';
-import type { FlywheelClient } from '../flywheel-client';
+import type { TrainingInput, TrainingProgress, TrainingResult } from '../../lib/contracts/training';
+import type { FlywheelClient } from '../../client/flywheel-client';
 import { followWorkflow } from './follow';
 import { readSpecFile } from './pipeline';
 

@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import type { Client } from '@temporalio/client';
-import type { PipelineProgress, DatasetSummary } from '../../lib/spec/pipeline-results';
-import type { TrainingProgress, TrainingResult } from '../../lib/spec/training';
+import type { PipelineProgress, DatasetSummary } from '../../lib/contracts/pipeline-results';
+import type { TrainingProgress, TrainingResult } from '../../lib/contracts/training';
 import { loadConfig } from '../../lib/config';
 import type { TieredStore } from '../../lib/storage';
 import type { PipelineSection, PromotionDecision, ReportWorkflow, RunReport, TrainingSection } from '../../lib/report';
@@ -13,7 +13,7 @@ import { inspectWorkflow, type WorkflowStatus } from './status';
 /* eslint-disable @typescript-eslint/no-require-imports */
 const reportLib = () => require('../../lib/report') as typeof import('../../lib/report');
 const storageConfig = () => require('../../lib/storage/from-config') as typeof import('../../lib/storage/from-config');
-const devServer = () => require('../../worker/dev-server') as typeof import('../../worker/dev-server');
+const devServer = () => require('../../temporal/dev-server') as typeof import('../../temporal/dev-server');
 const codecHelpers = () =>
   require('@temporalio/common/lib/internal-non-workflow') as typeof import('@temporalio/common/lib/internal-non-workflow');
 /* eslint-enable @typescript-eslint/no-require-imports */

@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { forEachLimit } from '../../lib/common';
 import { loadConfig } from '../../lib/config';
-import { validateFeedbackBatch, type FeedbackProblem } from '../../lib/spec/feedback';
-import type { FeedbackReceipt } from '../feedback';
+import { validateFeedbackBatch, type FeedbackProblem } from '../../lib/contracts/feedback';
+import type { FeedbackReceipt } from '../../client/feedback';
 
 /** Submits at once; a small pool keeps a large file moving without flooding the server. */
 const PARALLEL_SUBMITS = 4;
@@ -69,8 +69,8 @@ async function submitFile(file: string, opts: { json?: boolean; batch: number })
   }
   // The SDK (and its native bridge) loads only once the file is known to be good.
   /* eslint-disable @typescript-eslint/no-require-imports */
-  const { connectClient } = require('../connection') as typeof import('../connection');
-  const { FlywheelClient } = require('../flywheel-client') as typeof import('../flywheel-client');
+  const { connectClient } = require('../../temporal/client-connection') as typeof import('../../temporal/client-connection');
+  const { FlywheelClient } = require('../../client/flywheel-client') as typeof import('../../client/flywheel-client');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const client = await connectClient(config);
   try {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sampleCorpus } from '../lib/collect/sample-corpus';
-import type { FeedbackEvent } from '../lib/spec/feedback';
+import type { FeedbackEvent } from '../lib/contracts/feedback';
 
 /**
  * A day of feedback as a deployed model would get it, for the main job: users ask about chapters the model has not

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FlywheelConfig } from '../lib/config';
-import { isListening, startDevServer, type DevServer } from '../worker/dev-server';
+import { isListening, startDevServer, type DevServer } from './dev-server';
 
 export interface LocalTemporal {
   address: string;

@@ -1,7 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import type { FlywheelConfig } from '../lib/config';
-import { tlsOptions } from '../worker/connection';
-import { flywheelDataConverter } from '../worker/payload-codec';
+import { tlsOptions } from './connection';
+import { flywheelDataConverter } from './payload-codec';
 
 export class TemporalUnreachable extends Error {
   readonly exitCode = 3;

@@ -3,8 +3,8 @@ import { InvalidArgumentError } from 'commander';
 import type { WorkflowHandle } from '@temporalio/client';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
 import { loadConfig } from '../../lib/config';
-import type { FlywheelInput, FlywheelProgress, FlywheelResult } from '../../lib/spec/flywheel';
-import type { FlywheelClient } from '../flywheel-client';
+import type { FlywheelInput, FlywheelProgress, FlywheelResult } from '../../lib/contracts/flywheel';
+import type { FlywheelClient } from '../../client/flywheel-client';
 import { followWorkflow } from './follow';
 import { readSpecFile } from './pipeline';
 

@@ -9,8 +9,8 @@ import {
   type FlywheelConfig,
   type TaskQueueRole,
 } from '../lib/config';
-import { InvalidSpec } from '../lib/spec/invalid-spec';
-import type { StorageCheckInput } from '../lib/spec/storage-check';
+import { InvalidSpec } from '../lib/contracts/invalid-spec';
+import type { StorageCheckInput } from '../lib/contracts/storage-check';
 import { registerPipelineCommands } from './commands/pipeline';
 import { registerDedupCommand } from './commands/dedup';
 import { registerPlanCommand } from './commands/plan';
@@ -32,14 +32,14 @@ const lazy =
 const runtime = lazy(() => require('../worker/runtime') as typeof import('../worker/runtime'));
 const workerMain = lazy(() => require('../worker/main') as typeof import('../worker/main'));
 const workerSet = lazy(() => require('../worker/workers') as typeof import('../worker/workers'));
-const connection = lazy(() => require('./connection') as typeof import('./connection'));
-const embedded = lazy(() => require('./embedded') as typeof import('./embedded'));
+const connection = lazy(() => require('../temporal/client-connection') as typeof import('../temporal/client-connection'));
+const embedded = lazy(() => require('../temporal/embedded') as typeof import('../temporal/embedded'));
 const mainJob = lazy(() => require('./main-job') as typeof import('./main-job'));
 const torchJob = lazy(() => require('./torch-job') as typeof import('./torch-job'));
-const flywheelClient = lazy(() => require('./flywheel-client') as typeof import('./flywheel-client'));
+const flywheelClient = lazy(() => require('../client/flywheel-client') as typeof import('../client/flywheel-client'));
 const codecServerModule = lazy(() => require('./commands/codec-server') as typeof import('./commands/codec-server'));
-const payloadCodecModule = lazy(() => require('../worker/payload-codec') as typeof import('../worker/payload-codec'));
-const searchAttributes = lazy(() => require('./search-attributes') as typeof import('./search-attributes'));
+const payloadCodecModule = lazy(() => require('../temporal/payload-codec') as typeof import('../temporal/payload-codec'));
+const searchAttributes = lazy(() => require('../temporal/search-attributes') as typeof import('../temporal/search-attributes'));
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 /** Exit codes scripts can rely on. */

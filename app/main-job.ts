@@ -1,9 +1,9 @@
 import * as path from 'node:path';
 import type { FlywheelConfig } from '../lib/config';
 import { ModelRegistry } from '../lib/registry';
-import type { FlywheelInput } from '../lib/spec/flywheel';
-import type { PipelineInput } from '../lib/spec/pipeline';
-import type { TrainingInput } from '../lib/spec/training';
+import type { FlywheelInput } from '../lib/contracts/flywheel';
+import type { PipelineInput } from '../lib/contracts/pipeline';
+import type { TrainingInput } from '../lib/contracts/training';
 import { tieredStoreFromConfig } from '../lib/storage';
 import { generateText } from '../lib/train/generate';
 import { TrainedModel } from '../lib/train/model-files';
@@ -11,7 +11,7 @@ import { describeFlywheel, followFlywheel } from './commands/flywheel';
 import { describeDataset, followPipeline, readSpecFile } from './commands/pipeline';
 import { writeRunReport } from './commands/report';
 import { describeTraining, followTraining } from './commands/train';
-import type { FlywheelClient } from './flywheel-client';
+import type { FlywheelClient } from '../client/flywheel-client';
 import { simulatedFeedbackDay } from './simulated-feedback';
 
 const examples = path.join(__dirname, '..', 'examples');

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { Client, WorkflowExecutionDescription } from '@temporalio/client';
-import type { DatasetSummary } from '../../lib/spec/pipeline-results';
-import type { TrainingResult } from '../../lib/spec/training';
+import type { DatasetSummary } from '../../lib/contracts/pipeline-results';
+import type { TrainingResult } from '../../lib/contracts/training';
 import { followWorkflow, meterOf, meterLine } from './follow';
 import { describeDataset } from './pipeline';
 

@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import type { WorkflowHandle } from '@temporalio/client';
 import { loadConfig } from '../../lib/config';
-import type { DatasetSummary, PipelineProgress } from '../../lib/spec/pipeline-results';
-import type { FlywheelClient } from '../flywheel-client';
+import type { DatasetSummary, PipelineProgress } from '../../lib/contracts/pipeline-results';
+import type { FlywheelClient } from '../../client/flywheel-client';
 import { followWorkflow } from './follow';
 
 /** Reads a spec file, with an error that names the file and what is wrong with it. */
