@@ -32,14 +32,20 @@ const lazy =
 const runtime = lazy(() => require('../worker/runtime') as typeof import('../worker/runtime'));
 const workerMain = lazy(() => require('../worker/main') as typeof import('../worker/main'));
 const workerSet = lazy(() => require('../worker/workers') as typeof import('../worker/workers'));
-const connection = lazy(() => require('../temporal/client-connection') as typeof import('../temporal/client-connection'));
+const connection = lazy(
+  () => require('../temporal/client-connection') as typeof import('../temporal/client-connection'),
+);
 const embedded = lazy(() => require('../temporal/embedded') as typeof import('../temporal/embedded'));
 const mainJob = lazy(() => require('./main-job') as typeof import('./main-job'));
 const torchJob = lazy(() => require('./torch-job') as typeof import('./torch-job'));
 const flywheelClient = lazy(() => require('../client/flywheel-client') as typeof import('../client/flywheel-client'));
 const codecServerModule = lazy(() => require('./commands/codec-server') as typeof import('./commands/codec-server'));
-const payloadCodecModule = lazy(() => require('../temporal/payload-codec') as typeof import('../temporal/payload-codec'));
-const searchAttributes = lazy(() => require('../temporal/search-attributes') as typeof import('../temporal/search-attributes'));
+const payloadCodecModule = lazy(
+  () => require('../temporal/payload-codec') as typeof import('../temporal/payload-codec'),
+);
+const searchAttributes = lazy(
+  () => require('../temporal/search-attributes') as typeof import('../temporal/search-attributes'),
+);
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 /** Exit codes scripts can rely on. */

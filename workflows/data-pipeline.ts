@@ -9,7 +9,12 @@ import {
 import type { FlywheelActivities } from '../activities';
 import { PipelineSpec } from '../lib/contracts/pipeline';
 import { specDigest } from '../lib/contracts/digest';
-import { mergeStats, type ArtifactRef, type DatasetSummary, type PipelineProgress } from '../lib/contracts/pipeline-results';
+import {
+  mergeStats,
+  type ArtifactRef,
+  type DatasetSummary,
+  type PipelineProgress,
+} from '../lib/contracts/pipeline-results';
 import { validateSpec } from './invalid-spec-failure';
 import { FlywheelDataset, FlywheelKind, FlywheelRun, FlywheelStage } from './search-attributes';
 import { ExecutionBudget, ExecutionFull, type PipelineOptions } from './pipeline-budget';

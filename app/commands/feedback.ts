@@ -69,7 +69,8 @@ async function submitFile(file: string, opts: { json?: boolean; batch: number })
   }
   // The SDK (and its native bridge) loads only once the file is known to be good.
   /* eslint-disable @typescript-eslint/no-require-imports */
-  const { connectClient } = require('../../temporal/client-connection') as typeof import('../../temporal/client-connection');
+  const { connectClient } =
+    require('../../temporal/client-connection') as typeof import('../../temporal/client-connection');
   const { FlywheelClient } = require('../../client/flywheel-client') as typeof import('../../client/flywheel-client');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const client = await connectClient(config);
