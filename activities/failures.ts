@@ -1,6 +1,5 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { FlywheelError } from '../lib/common';
-import { DatasetVersionExists } from '../lib/pipeline/commit-dataset';
 
 /**
  * Maps domain errors to Temporal failures of their type: retryable ones (a store down, a lost race) are retried by
@@ -17,9 +16,6 @@ export function toActivityFailure(err: unknown): unknown {
       details: err.details === undefined ? undefined : [err.details],
       cause: err,
     });
-  }
-  if (err instanceof DatasetVersionExists) {
-    return ApplicationFailure.create({ message: err.message, type: err.type, nonRetryable: true });
   }
   return err;
 }

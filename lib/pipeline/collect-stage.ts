@@ -1,3 +1,4 @@
+import { FlywheelError } from '../common';
 import type { ArtifactRef } from '../storage/manifest';
 import { ChecksumMismatch } from '../storage/errors';
 import { sha256Hex } from '../storage/hashing';
@@ -91,10 +92,10 @@ async function readPlan(store: TieredStore, ref: ArtifactRef): Promise<Collectio
 }
 
 /** A cursor that no longer fits its input: the retry must start the batch over (retryable). */
-export class ResumeMismatch extends Error {
+export class ResumeMismatch extends FlywheelError {
   constructor(message: string) {
-    super(message);
-    this.name = 'ResumeMismatch';
+    // Retried: the next attempt starts the batch over from the input as it is now.
+    super('ResumeMismatch', message, { retryable: true });
   }
 }
 

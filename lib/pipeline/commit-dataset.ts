@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { ArtifactRef, commitManifest, findCommittedManifest } from '../storage/manifest';
+import { FlywheelError } from '../common';
+import { ArtifactRef, commitManifest, findCommittedManifest, parseManifestMeta } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
 import type { DatasetSummary, PipelineProgress } from '../contracts/pipeline-results';
 import type { TokenDtype } from '../webdataset/npy';
@@ -18,14 +19,14 @@ export interface ShardedDataset {
   splits: Record<Split, { shards: WrittenShard[]; documents: number; tokens: number }>;
 }
 
-export class DatasetVersionExists extends Error {
-  readonly type = 'DatasetVersionExists';
+export class DatasetVersionExists extends FlywheelError {
   constructor(uri: string, existing: string, wanted: string) {
     super(
+      'DatasetVersionExists',
       `${uri} already holds this dataset version built from another spec (digest ${existing}, this spec ${wanted}). ` +
         'Datasets are immutable: give the spec a new version.',
+      { retryable: false },
     );
-    this.name = 'DatasetVersionExists';
   }
 }
 
@@ -111,7 +112,7 @@ export async function findCommittedDataset(
   const uri = datasetManifestUri(key.dataset, key.version);
   const found = await findCommittedManifest(store, uri);
   if (!found) return undefined;
-  const meta = found.manifest.meta as unknown as DatasetMeta;
+  const { meta } = parseManifestMeta(uri, found.manifest, DatasetMetaSchema);
   if (meta.specDigest !== key.digest) throw new DatasetVersionExists(uri, meta.specDigest, key.digest);
   return summaryOf(found.ref, meta, true);
 }
@@ -148,7 +149,7 @@ export async function commitDataset(
     kind: 'dataset',
     name: `${input.dataset}/${input.version}`,
     objects: shards.map(({ uri, sha256, bytes }) => ({ uri, sha256, bytes })),
-    meta: meta as unknown as Record<string, unknown>,
+    meta,
     createdAt: STAGE_EPOCH,
   });
   return summaryOf(ref, meta, false);

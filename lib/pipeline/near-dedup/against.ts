@@ -3,7 +3,7 @@ import {
   indexMismatches,
   type PartitionSignatures,
   type ResolvedDedupOptions,
-  type SignatureIndexMeta,
+  SignatureIndexMetaSchema,
 } from '../../dedup';
 import { InvalidSpec } from '../../contracts/invalid-spec';
 import { findCommittedManifest, readManifest, type ArtifactRef } from '../../storage/manifest';
@@ -30,6 +30,36 @@ export async function resolveAgainst(
   uri: string,
   options: ResolvedDedupOptions,
 ): Promise<ArtifactRef> {
+  const { index, stageUri } = await locateSignatureIndex(store, uri);
+  if (!index)
+    throw againstProblem(
+      `${uri} has no near-dedup signature index (looked for ${stageUri}): build that dataset with dedup.near first`,
+    );
+  const problems = await signingMismatches(store, index, options);
+  if (problems.length)
+    throw againstProblem(`${uri} was signed another way: ${problems.join('; ')}. Use the same dedup.near settings`);
+  return index;
+}
+
+/**
+ * The signature index `uri` can be deduplicated against, as {@link resolveAgainst} finds it; undefined when it has
+ * none or it was signed another way than `options` sign. Storage errors still fail.
+ */
+export async function signatureIndexOf(
+  store: TieredStore,
+  uri: string,
+  options: ResolvedDedupOptions,
+): Promise<ArtifactRef | undefined> {
+  const { index } = await locateSignatureIndex(store, uri);
+  if (!index || (await signingMismatches(store, index, options)).length) return undefined;
+  return index;
+}
+
+/** Where the signature index of `uri` is, if it has one, and the stage manifest looked for. */
+async function locateSignatureIndex(
+  store: TieredStore,
+  uri: string,
+): Promise<{ index: ArtifactRef | undefined; stageUri: string }> {
   let stageUri = uri.endsWith('.json') ? uri : `${nearDedupFolder(uri.replace(/\/+$/, ''))}/manifest.json`;
   let index: ArtifactRef | undefined;
   if (uri.endsWith('.json')) {
@@ -47,15 +77,17 @@ export async function resolveAgainst(
     const stage = await findCommittedManifest(store, stageUri);
     index = (stage?.manifest.meta as { index?: ArtifactRef } | undefined)?.index;
   }
-  if (!index)
-    throw againstProblem(
-      `${uri} has no near-dedup signature index (looked for ${stageUri}): build that dataset with dedup.near first`,
-    );
+  return { index, stageUri };
+}
+
+/** How the index was signed unlike `options`, one line per setting; none when they match. */
+async function signingMismatches(
+  store: TieredStore,
+  index: ArtifactRef,
+  options: ResolvedDedupOptions,
+): Promise<string[]> {
   const meta = (await readManifest(store, index)).meta as unknown as SignatureIndexMeta;
-  const problems = indexMismatches(meta, options, 'field');
-  if (problems.length)
-    throw againstProblem(`${uri} was signed another way: ${problems.join('; ')}. Use the same dedup.near settings`);
-  return index;
+  return indexMismatches(meta, options, 'field');
 }
 
 /** File `unit` of the `against` index: its documents' signatures (already computed) and ids. */

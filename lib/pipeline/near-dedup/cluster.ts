@@ -1,9 +1,10 @@
 import { decodeEdges, resolveClusters, SignatureSubset, UnionFind } from '../../dedup';
 import { mapLimit } from '../../common/map-limit';
-import { commitManifest, findCommittedManifest, type ArtifactRef } from '../../storage/manifest';
+import { z } from 'zod';
+import { commitManifest, findCommittedManifest, parseManifestMeta, type ArtifactRef } from '../../storage/manifest';
 import { STAGE_EPOCH } from '../stage-output';
 import { putArtifact, readVerified } from '../stage-io';
-import type { BandJoinCounts } from './join';
+import { BandJoinCountsSchema } from './join';
 import { clustersFile, clustersManifestUri, edgesManifestUri } from './layout';
 import { byUnit, loadSignatures, signatureUnits, unitFile, unitOf } from './signature-units';
 import { nearDedupOptions, READ_CONCURRENCY, round, type NearDedupStepInput } from './step';
@@ -23,15 +24,16 @@ export interface Removal {
 }
 
 /** What the clusters manifest records beside the removal files. */
-export interface ClustersMeta {
-  documents: number;
-  indexed: number;
-  removed: number;
-  clusters: number;
-  indexDuplicates: number;
-  candidatePairs: number;
-  verifiedPairs: number;
-}
+export const ClustersMetaSchema = z.looseObject({
+  documents: z.number(),
+  indexed: z.number(),
+  removed: z.number(),
+  clusters: z.number(),
+  indexDuplicates: z.number(),
+  candidatePairs: z.number(),
+  verifiedPairs: z.number(),
+});
+export type ClustersMeta = z.infer<typeof ClustersMetaSchema>;
 
 /**
  * Step c: connected components of every band's edges (union-find over all documents); the earliest document of a
@@ -50,7 +52,7 @@ export async function clusterNearDuplicates(
   const manifestUri = clustersManifestUri(folder);
   const committed = await findCommittedManifest(store, manifestUri);
   if (committed) {
-    const meta = committed.manifest.meta as unknown as ClustersMeta;
+    const { meta } = parseManifestMeta(manifestUri, committed.manifest, ClustersMetaSchema);
     return { clusters: committed.ref, documents: meta.documents, removed: meta.removed };
   }
   const options = nearDedupOptions(input.near);
@@ -66,7 +68,7 @@ export async function clusterNearDuplicates(
     async (band) => {
       const found = await findCommittedManifest(store, edgesManifestUri(folder, band));
       if (!found) throw new Error(`near dedup: the edges of band ${band} are not committed; join that band first`);
-      const meta = found.manifest.meta as unknown as BandJoinCounts;
+      const { meta } = parseManifestMeta(edgesManifestUri(folder, band), found.manifest, BandJoinCountsSchema);
       candidatePairs += meta.candidates;
       verifiedPairs += meta.accepted;
       const edges = decodeEdges(await readVerified(store, found.manifest.objects[0]));
@@ -129,7 +131,7 @@ export async function clusterNearDuplicates(
     kind: 'near-dedup-clusters',
     name: `${folder}/clusters`,
     objects,
-    meta: meta as unknown as Record<string, unknown>,
+    meta,
     createdAt: STAGE_EPOCH,
   });
   return { clusters: ref, documents: meta.documents, removed: meta.removed };

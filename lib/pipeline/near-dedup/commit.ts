@@ -10,7 +10,7 @@ import {
 } from '../../storage/manifest';
 import type { TieredStore } from '../../storage/tiered-store';
 import { commitStage, STAGE_EPOCH, type StageOutput } from '../stage-output';
-import type { ClustersMeta } from './cluster';
+import { ClustersMetaSchema } from './cluster';
 import { filterFolder } from './layout';
 import { nearDedupOptions, round, type NearDedupStepInput } from './step';
 
@@ -93,10 +93,10 @@ export async function commitNearDedup(
       params: options.minhash,
       exactField: null,
       documents: stats.kept,
-    } satisfies SignatureIndexMeta as unknown as Record<string, unknown>,
+    } satisfies SignatureIndexMeta,
     createdAt: STAGE_EPOCH,
   });
-  const clusters = (await readManifest(store, input.clusters)).meta as unknown as ClustersMeta;
+  const clusters = (await readManifest(store, input.clusters, ClustersMetaSchema)).meta;
   const near: NearDedupFacts = {
     threshold: options.threshold,
     numPerm: options.minhash.numPerm,

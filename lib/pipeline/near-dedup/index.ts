@@ -13,7 +13,7 @@
  * Documents are numbered in input order across partitions (an `against` index's documents first), so the earliest
  * document of a cluster is kept, whatever ran where and in what order.
  */
-export { resolveAgainst } from './against';
+export { resolveAgainst, signatureIndexOf } from './against';
 export { clusterNearDuplicates, type NearDedupClusters } from './cluster';
 export { commitNearDedup, committedNearDedup, type NearDedupFacts, type NearDedupOutput } from './commit';
 export { filterNearDuplicates } from './filter';

@@ -8,7 +8,8 @@ import {
   type BandRun,
 } from '../../dedup';
 import { mapLimit } from '../../common/map-limit';
-import { commitManifest, findCommittedManifest } from '../../storage/manifest';
+import { z } from 'zod';
+import { commitManifest, findCommittedManifest, parseManifestMeta } from '../../storage/manifest';
 import { STAGE_EPOCH } from '../stage-output';
 import { putArtifact, readVerified } from '../stage-io';
 import { bandFile, edgesFile, edgesManifestUri } from './layout';
@@ -16,11 +17,12 @@ import { loadSignatures, signatureUnits, unitFile, type SignatureUnit } from './
 import { nearDedupOptions, READ_CONCURRENCY, type NearDedupStepInput } from './step';
 
 /** One step's counts from the band join. */
-export interface BandJoinCounts {
-  candidates: number;
-  compared: number;
-  accepted: number;
-}
+export const BandJoinCountsSchema = z.looseObject({
+  candidates: z.number(),
+  compared: z.number(),
+  accepted: z.number(),
+});
+export type BandJoinCounts = Pick<z.infer<typeof BandJoinCountsSchema>, 'candidates' | 'compared' | 'accepted'>;
 
 /**
  * Step b for a group of bands: each band's runs from every unit joined into candidate groups, verified by the
@@ -45,7 +47,7 @@ export async function joinNearDedupBands(
     const manifestUri = edgesManifestUri(folder, band);
     const committed = await findCommittedManifest(store, manifestUri);
     let counts: BandJoinCounts;
-    if (committed) counts = committed.manifest.meta as unknown as BandJoinCounts;
+    if (committed) counts = parseManifestMeta(manifestUri, committed.manifest, BandJoinCountsSchema).meta;
     else {
       units ??= (await signatureUnits(store, folder, input.indexPartitions, input.partitions)).units;
       const runs: BandRun[] = await mapLimit(units, READ_CONCURRENCY, async (unit) => {
