@@ -1,16 +1,11 @@
 import * as path from 'node:path';
 import type { FlywheelConfig } from '../lib/config';
 import { ModelRegistry } from '../lib/registry';
-import type { FlywheelInput } from '../lib/contracts/flywheel';
-import type { PipelineInput } from '../lib/contracts/pipeline';
-import type { TrainingInput } from '../lib/contracts/training';
 import { tieredStoreFromConfig } from '../lib/storage';
 import { generateText } from '../lib/train/generate';
 import { TrainedModel } from '../lib/train/model-files';
-import { describeFlywheel, followFlywheel } from './commands/flywheel';
-import { describeDataset, followPipeline, readSpecFile } from './commands/pipeline';
 import { writeRunReport } from './commands/report';
-import { describeTraining, followTraining } from './commands/train';
+import { feedbackStep, flywheelStep, pipelineStep, rel, trainingStep, yesterday } from './job-steps';
 import type { FlywheelClient } from '../client/flywheel-client';
 import { simulatedFeedbackDay } from './simulated-feedback';
 
@@ -35,19 +30,12 @@ export async function runMainJob(
   log: (line: string) => void,
 ): Promise<Record<string, unknown>> {
   const store = tieredStoreFromConfig(config);
-  const rel = (file: string) => path.relative(process.cwd(), file);
-
-  const handle = await client.startPipeline(readSpecFile(MAIN_PIPELINE_SPEC) as PipelineInput);
-  log(`Main job: data pipeline ${handle.workflowId} on the bundled sample corpus (${rel(MAIN_PIPELINE_SPEC)})`);
-  const pipeline = await followPipeline(handle, log);
-  for (const line of describeDataset(pipeline)) log(line);
-
-  const trainingSpec = readSpecFile(MAIN_TRAINING_SPEC) as TrainingInput;
-  const trainingHandle = await client.startTraining({ ...trainingSpec, dataset: pipeline.manifest.uri });
-  log(`Training: workflow ${trainingHandle.workflowId} on ${pipeline.manifest.uri}`);
-  const trained = await followTraining(trainingHandle, log);
-  for (const line of describeTraining(trained)) log(line);
-  const registered = trained.model!;
+  const { workflowId: pipelineId, pipeline } = await pipelineStep(client, MAIN_PIPELINE_SPEC, 'Main job', log);
+  const {
+    workflowId: trainingId,
+    trained,
+    registered,
+  } = await trainingStep(client, MAIN_TRAINING_SPEC, pipeline.manifest.uri, log);
 
   const registry = new ModelRegistry(store);
   const encoding = pipeline.tokenizer.encoding;
@@ -60,27 +48,17 @@ export async function runMainJob(
   // The deployed champion answers questions; its users' feedback goes through the client as a service's would.
   const champion = await registry.get(registered.name, 'champion');
   const served = TrainedModel.fromFiles(await registry.loadFiles(champion));
-  const day = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+  const day = yesterday();
   const events = simulatedFeedbackDay({
     day,
     fromChapter: FEEDBACK_FROM_CHAPTER,
     modelVersion: `${champion.model}@${champion.version}`,
     answer: (prompt, i) => generateText(served, prompt, encoding, { maxTokens: 24, temperature: 1, topK: 40, seed: i }),
   });
-  const receipt = await client.submitFeedback(events, { ledger: { flushIntervalMs: 500 } });
-  log(
-    `Feedback: ${events.length} events for ${day} submitted through the client: ${receipt.accepted} accepted, ` +
-      `${receipt.duplicates} already there, in ${receipt.ledgers.length} ledgers`,
-  );
-  // The nightly run reads what the ledgers have flushed; wait for them, as the schedule's night would.
-  await client.waitFeedbackFlushed(receipt.ledgers);
+  await feedbackStep(client, events, day, log);
+  const { workflowId: flywheelId, decided } = await flywheelStep(client, MAIN_FLYWHEEL_SPEC, log);
 
-  const flywheelHandle = await client.startFlywheel(readSpecFile(MAIN_FLYWHEEL_SPEC) as FlywheelInput);
-  log(`Flywheel: workflow ${flywheelHandle.workflowId} (${rel(MAIN_FLYWHEEL_SPEC)})`);
-  const decided = await followFlywheel(flywheelHandle, log);
-  for (const line of describeFlywheel(decided)) log(line);
-
-  const workflowIds = [handle.workflowId, trainingHandle.workflowId, flywheelHandle.workflowId];
+  const workflowIds = [pipelineId, trainingId, flywheelId];
   const report = await writeRunReport({
     client: client.client,
     store,
@@ -91,11 +69,11 @@ export async function runMainJob(
 
   return {
     job: 'dataPipeline → trainingRun → flywheelRun',
-    workflowId: handle.workflowId,
+    workflowId: pipelineId,
     workflowIds,
     pipeline,
     training: {
-      workflowId: trainingHandle.workflowId,
+      workflowId: trainingId,
       steps: trained.step,
       firstLoss: trained.firstLoss,
       lastLoss: trained.loss,
@@ -107,7 +85,7 @@ export async function runMainJob(
     },
     model: { name: registered.name, version: registered.version, sample: SAMPLE_PROMPT + sample },
     flywheel: {
-      workflowId: flywheelHandle.workflowId,
+      workflowId: flywheelId,
       events: decided.events,
       newDocs: decided.newDocs,
       decision: decided.decision,

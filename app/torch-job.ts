@@ -1,14 +1,8 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FlywheelConfig } from '../lib/config';
-import type { FlywheelInput } from '../lib/contracts/flywheel';
-import type { PipelineInput } from '../lib/contracts/pipeline';
-import type { TrainingInput } from '../lib/contracts/training';
-import { exportHfGpt2, ModelRegistry } from '../lib/registry';
+import { exportHfGpt2, ModelRegistry, writeHfDirectory } from '../lib/registry';
 import { tieredStoreFromConfig } from '../lib/storage';
-import { describeFlywheel, followFlywheel } from './commands/flywheel';
-import { describeDataset, followPipeline, readSpecFile } from './commands/pipeline';
-import { describeTraining, followTraining } from './commands/train';
+import { feedbackStep, flywheelStep, pipelineStep, rel, trainingStep, yesterday } from './job-steps';
 import type { FlywheelClient } from '../client/flywheel-client';
 import { simulatedFeedbackDay } from './simulated-feedback';
 
@@ -34,38 +28,23 @@ export async function runTorchJob(
 ): Promise<Record<string, unknown>> {
   const store = tieredStoreFromConfig(config);
   const registry = new ModelRegistry(store);
-  const rel = (file: string) => path.relative(process.cwd(), file);
-
-  const handle = await client.startPipeline(readSpecFile(TORCH_PIPELINE_SPEC) as PipelineInput);
-  log(`Torch job: data pipeline ${handle.workflowId} on the bundled sample corpus (${rel(TORCH_PIPELINE_SPEC)})`);
-  const pipeline = await followPipeline(handle, log);
-  for (const line of describeDataset(pipeline)) log(line);
-
-  const trainingSpec = readSpecFile(TORCH_TRAINING_SPEC) as TrainingInput;
-  const trainingHandle = await client.startTraining({ ...trainingSpec, dataset: pipeline.manifest.uri });
-  log(`Training: workflow ${trainingHandle.workflowId} runs ${trainingSpec.external?.command.join(' ')}`);
-  const trained = await followTraining(trainingHandle, log);
-  for (const line of describeTraining(trained)) log(line);
-  const registered = trained.model!;
+  const { workflowId: pipelineId, pipeline } = await pipelineStep(client, TORCH_PIPELINE_SPEC, 'Torch job', log);
+  const {
+    workflowId: trainingId,
+    trained,
+    registered,
+  } = await trainingStep(client, TORCH_TRAINING_SPEC, pipeline.manifest.uri, log);
 
   // The served champion's users ask about chapters it has not seen; their corrections and good ratings are the data.
-  const day = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+  const day = yesterday();
   const events = simulatedFeedbackDay({
     day,
     fromChapter: FEEDBACK_FROM_CHAPTER,
     modelVersion: `${registered.name}@${registered.version}`,
     answer: (prompt) => `(an answer about "${prompt.slice(0, 40)}…")`,
   });
-  const receipt = await client.submitFeedback(events, { ledger: { flushIntervalMs: 500 } });
-  log(
-    `Feedback: ${events.length} events for ${day}: ${receipt.accepted} accepted, ${receipt.duplicates} already there`,
-  );
-  await client.waitFeedbackFlushed(receipt.ledgers);
-
-  const flywheelHandle = await client.startFlywheel(readSpecFile(TORCH_FLYWHEEL_SPEC) as FlywheelInput);
-  log(`Flywheel: workflow ${flywheelHandle.workflowId} (${rel(TORCH_FLYWHEEL_SPEC)})`);
-  const decided = await followFlywheel(flywheelHandle, log);
-  for (const line of describeFlywheel(decided)) log(line);
+  await feedbackStep(client, events, day, log);
+  const { workflowId: flywheelId, decided } = await flywheelStep(client, TORCH_FLYWHEEL_SPEC, log);
 
   const champion = await registry.get(registered.name, 'champion');
   const exportDir = path.join(config.home, 'exports', `${champion.model}-${champion.version}-hf`);
@@ -74,16 +53,15 @@ export async function runTorchJob(
     eot: pipeline.tokenizer.eot,
     encoding: pipeline.tokenizer.encoding,
   });
-  fs.mkdirSync(exportDir, { recursive: true });
-  for (const [name, bytes] of Object.entries(written)) fs.writeFileSync(path.join(exportDir, name), bytes);
+  writeHfDirectory(exportDir, written);
   log(`Export: ${champion.model} ${champion.version} as a Hugging Face GPT2LMHeadModel directory: ${rel(exportDir)}`);
 
   return {
     job: 'dataPipeline → trainingRun (torchrun) → flywheelRun → HF export',
-    workflowIds: [handle.workflowId, trainingHandle.workflowId, flywheelHandle.workflowId],
+    workflowIds: [pipelineId, trainingId, flywheelId],
     pipeline: { manifest: pipeline.manifest.uri, documents: pipeline.documents, tokens: pipeline.tokens },
     training: {
-      workflowId: trainingHandle.workflowId,
+      workflowId: trainingId,
       steps: trained.step,
       firstLoss: trained.firstLoss,
       lastLoss: trained.loss,
@@ -95,7 +73,7 @@ export async function runTorchJob(
     },
     model: { name: registered.name, version: registered.version },
     flywheel: {
-      workflowId: flywheelHandle.workflowId,
+      workflowId: flywheelId,
       decision: decided.decision,
       champion: decided.championAfter,
       challenger: decided.challenger,

@@ -100,9 +100,11 @@ describe('real models: a PyTorch GPT trained by torchrun through the registry, t
       (e: unknown) => e,
     );
     assert.ok(err instanceof WorkflowFailedError, String(err));
-    let cause: unknown = err.cause;
-    while ((cause as { cause?: unknown }).cause) cause = (cause as { cause?: unknown }).cause;
-    return cause as Error & { type?: string };
+    // The first failure in the chain that has a type: the activity's, under the activity task's wrapper.
+    let cause = err.cause as (Error & { type?: string; cause?: unknown }) | undefined;
+    while (cause && cause.type === undefined) cause = cause.cause as typeof cause;
+    assert.ok(cause, 'a typed failure');
+    return cause;
   };
 
   before(async () => {

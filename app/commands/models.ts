@@ -1,12 +1,17 @@
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
-import * as path from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../../lib/config';
 import { DatasetMetaSchema } from '../../lib/pipeline/commit-dataset';
 import { readManifest, tieredStoreFromConfig } from '../../lib/storage';
 import { externalTrainerOf } from '../../lib/flywheel/external-scores';
-import { exportHfGpt2, ModelNotExportable, ModelRegistry, type ModelVersion } from '../../lib/registry';
+import {
+  exportHfGpt2,
+  ModelNotExportable,
+  ModelRegistry,
+  writeHfDirectory,
+  type ModelVersion,
+} from '../../lib/registry';
 import { exportSafetensors, generateFromFiles } from '../../lib/train/model-files';
 
 /** What a dataset manifest says of its tokenizer, if anything. */
@@ -157,9 +162,7 @@ export function registerModelsCommands(program: Command): void {
       if (opts.format === 'hf') {
         const tokenizer = await datasetTokenizer(found.dataset);
         const written = exportHfGpt2(found, files, { eot: tokenizer?.eot, encoding: tokenizer?.encoding });
-        fs.mkdirSync(opts.out, { recursive: true });
-        for (const [name, bytes] of Object.entries(written)) fs.writeFileSync(path.join(opts.out, name), bytes);
-        const bytes = Object.values(written).reduce((n, b) => n + b.length, 0);
+        const bytes = writeHfDirectory(opts.out, written);
         console.log(
           `wrote ${opts.out}: ${model} ${found.version} as a Hugging Face GPT2LMHeadModel directory ` +
             `(${Object.keys(written).join(', ')}; ${bytes} bytes)`,

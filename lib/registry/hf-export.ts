@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { z } from 'zod';
 import { fromSafetensors, MalformedSafetensors, toSafetensors } from '../train/safetensors';
 import { RegistryError } from './errors';
@@ -168,4 +170,15 @@ export function exportHfGpt2(
     'model.safetensors': toSafetensors(weights.tensors, metadata),
     'generation_config.json': json(generation),
   };
+}
+
+/** Writes an export's files into `dir` (created); returns their total bytes. */
+export function writeHfDirectory(dir: string, files: Readonly<Record<string, Buffer>>): number {
+  fs.mkdirSync(dir, { recursive: true });
+  let bytes = 0;
+  for (const [name, body] of Object.entries(files)) {
+    fs.writeFileSync(path.join(dir, name), body);
+    bytes += body.length;
+  }
+  return bytes;
 }
