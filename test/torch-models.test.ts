@@ -74,6 +74,7 @@ describe('real models: a PyTorch GPT trained by torchrun through the registry, t
   let dataset: string;
   let plain: Promise<TrainingResult> | undefined;
   const registry = () => new ModelRegistry(tieredStoreFromConfig(config));
+  const config_ = () => config;
   const spec = (run: string, extra: Partial<TrainingInput> = {}, env: Record<string, string> = {}): TrainingInput => ({
     run,
     model: 'tg',
@@ -225,6 +226,54 @@ describe('real models: a PyTorch GPT trained by torchrun through the registry, t
         Math.abs(hf.valLoss - registered) / registered < 0.01,
         `transformers scores ${hf.valLoss}, the registry ${registered}`,
       );
+    },
+  );
+
+  it(
+    'trains from the DeepSpeed config `flywheel plan --emit-deepspeed` writes (batch, AdamW, clipping)',
+    { skip, timeout: 120_000 },
+    async () => {
+      const ds = path.join(scratch, 'ds_config.json');
+      const plan = await runCli([
+        'plan',
+        ...['--layers', '1', '--hidden', '32', '--heads', '2', '--vocab', '50257', '--seq', '32'],
+        ...['--gpus', '1', '--gpu-mem', '16', '--micro-batches', '4', '--emit-deepspeed', ds],
+      ]);
+      assert.equal(plan.status, 0, plan.stderr);
+      const config = JSON.parse(fs.readFileSync(ds, 'utf8')) as Record<string, number>;
+      const local = await localizeDataset(
+        tieredStoreFromConfig(config_()),
+        dataset,
+        path.join(scratch, 'shards'),
+        path.join(scratch, 'ds-dataset.json'),
+      );
+      const run = spawnSync('python3', [path.join(torchGpt, 'train.py'), ...MODEL_ARGS, '--deepspeed-config', ds], {
+        encoding: 'utf8',
+        timeout: 100_000,
+        env: {
+          ...process.env,
+          OMP_NUM_THREADS: '1',
+          FLYWHEEL_TRAIN_SHARDS: local.splits.train.shards.join('::'),
+          FLYWHEEL_VALIDATION_SHARDS: local.splits.validation.shards.join('::'),
+          FLYWHEEL_VOCAB_SIZE: '50257',
+          FLYWHEEL_CHECKPOINT_DIR: path.join(scratch, 'ds-checkpoints'),
+          FLYWHEEL_START_STEP: '0',
+          FLYWHEEL_UNTIL_STEP: '2',
+          FLYWHEEL_TOTAL_STEPS: '2',
+          FLYWHEEL_EVAL_TOKENS: '256',
+        },
+      });
+      assert.equal(run.status, 0, run.stderr);
+      const events = run.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { event: string; step?: number });
+      assert.deepEqual(
+        events.map((e) => e.event),
+        ['step', 'step', 'eval', 'checkpoint', 'done'],
+      );
+      assert.ok(config.train_batch_size >= 1, 'the plan wrote a batch size');
+      assert.match(run.stderr, new RegExp(`global batch ${config.train_batch_size}\\b`));
     },
   );
 

@@ -210,7 +210,7 @@ export async function followWorkflow<Result, Progress>(
   handle: WorkflowHandle,
   describe: (progress: Progress) => string,
   print: (line: string) => void,
-  opts: { display?: ProgressDisplay; intervalMs?: number } = {},
+  opts: { display?: ProgressDisplay; intervalMs?: number; read?: () => Promise<Progress> } = {},
 ): Promise<Result> {
   const display = opts.display ?? defaultDisplay(print);
   let finished = false;
@@ -218,7 +218,7 @@ export async function followWorkflow<Result, Progress>(
   try {
     while (!finished) {
       try {
-        const progress = (await handle.query('progress')) as Progress;
+        const progress = opts.read ? await opts.read() : ((await handle.query('progress')) as Progress);
         display.update(progress, describe(progress));
       } catch {
         // The first workflow task may not have run yet: nothing to show.

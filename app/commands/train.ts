@@ -16,9 +16,31 @@ function describeProgress(p: TrainingProgress): string {
   );
 }
 
+/**
+ * The run's progress: the workflow's (as of its last finished segment), moved on to the step and loss the running
+ * segment last heartbeated, so a long segment shows its steps as they go.
+ */
+async function trainingProgress(handle: WorkflowHandle): Promise<TrainingProgress> {
+  const progress = (await handle.query('progress')) as TrainingProgress;
+  const data = (await handle.describe().catch(() => undefined))?.raw.pendingActivities?.[0]?.heartbeatDetails
+    ?.payloads?.[0]?.data;
+  if (!data) return progress;
+  try {
+    // Plain JSON payloads only: with payload encryption on, the workflow's own progress is shown.
+    const beat = JSON.parse(Buffer.from(data).toString('utf8')) as { step?: unknown; loss?: unknown };
+    if (typeof beat.step === 'number' && beat.step > progress.step)
+      return { ...progress, step: beat.step, loss: typeof beat.loss === 'number' ? beat.loss : progress.loss };
+  } catch {
+    // Not JSON: an encrypted or binary payload.
+  }
+  return progress;
+}
+
 /** Waits for a training run, printing step and loss whenever they change. */
 export function followTraining(handle: WorkflowHandle, print: (line: string) => void): Promise<TrainingResult> {
-  return followWorkflow<TrainingResult, TrainingProgress>(handle, describeProgress, print);
+  return followWorkflow<TrainingResult, TrainingProgress>(handle, describeProgress, print, {
+    read: () => trainingProgress(handle),
+  });
 }
 
 export function describeTraining(r: TrainingResult): string[] {

@@ -695,6 +695,17 @@ def main():
             f"--n-positions + 1 = {config.n_positions + 1}"
         )
     cursor = Cursor(sequences.count, args.seed, rank)
+    if rank == 0:
+        params = sum(p.numel() for p in model.parameters())
+        print(
+            f"torch-gpt: {world_size} rank(s) on {device.type} ({dist.get_backend()}"
+            f"{', FSDP2' if args.fsdp else ', DDP'}{', bf16 autocast' if bf16 else ''}); {params:,} parameters; "
+            f"global batch {settings['globalBatch']} = micro {settings['microBatch']} x accumulation "
+            f"{settings['gradAccum']} x {world_size} rank(s), {config.n_positions} tokens each; AdamW lr {settings['lr']}, "
+            f"weight decay {settings['weightDecay']}, clipping {settings['gradClip']}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     if args.fsdp:
         from torch.distributed.fsdp import fully_shard
