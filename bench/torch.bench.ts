@@ -17,8 +17,8 @@ interface TorchBench {
 
 /**
  * The PyTorch GPT trainer (examples/torch-gpt) measured in one run against the peak of a plain torch matmul on the
- * same machine: training tokens/s and model FLOP/s utilisation, the stall per checkpoint as a share of segment time,
- * and 2 ranks ÷ 1 rank. Skipped with the reason when python3 has no torch.
+ * same machine: training tokens/s and model FLOP/s utilisation, the time the training loop waits for checkpoints as a
+ * share of segment time (all four checkpoints of a 40-step segment together), and 2 ranks ÷ 1 rank. Skipped with the reason when python3 has no torch.
  */
 export function torchFigures(): Figure[] {
   process.stderr.write('running: the torch GPT trainer against a plain matmul peak (examples/torch-gpt/bench.py)\n');
@@ -41,7 +41,7 @@ export function torchFigures(): Figure[] {
       note: `${b.twoRanks.modelGflops.toFixed(1)} of ${b.matmulPeakGflops.toFixed(1)} GFLOP/s`,
     },
     {
-      name: 'torch: stall per checkpoint ÷ segment time',
+      name: 'torch: checkpoint stall ÷ segment time (2 ranks, 4 checkpoints in 40 steps)',
       value: b.checkpointStall,
       unit: '×',
       max: 0.02,
