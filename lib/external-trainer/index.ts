@@ -12,3 +12,4 @@ export * from './checkpoint-folder';
 export * from './segment-progress';
 export * from './environment';
 export * from './evaluate';
+export * from './segment';

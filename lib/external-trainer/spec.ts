@@ -13,7 +13,7 @@ const environment = z.record(z.string(), z.string()).superRefine((env, ctx) => {
 
 /**
  * How to launch a trainer of your own (a torchrun or deepspeed line) instead of the built-in one. Pure zod, so the
- * workflow bundle can validate it; the adapter that runs it is activities/external-training.ts.
+ * workflow bundle can validate it; what runs it is segment.ts (through activities/external-training.ts).
  */
 export const ExternalTrainerSpec = z
   .object({

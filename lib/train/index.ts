@@ -6,6 +6,8 @@ export * from './packed-sequences';
 export * from './rng';
 export * from './safetensors';
 export * from './schedule';
+export * from './segment';
+export * from './segment-runner';
 export * from './shard-tokens';
 export * from './spec';
 export * from './trainer';

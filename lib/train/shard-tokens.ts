@@ -1,6 +1,22 @@
+import { DatasetMetaSchema } from '../pipeline/commit-dataset';
+import { openVerified, readManifest } from '../storage/manifest';
+import { readAll } from '../storage/object-store';
+import type { TieredStore } from '../storage/tiered-store';
 import { decodeNpy } from '../webdataset/npy';
+import type { Split } from '../webdataset/split';
 import { tarEntries } from '../webdataset/tar';
 import { MalformedShard } from './errors';
+
+/** The token stream of one split of a dataset, each shard verified against the manifest as it streams in. */
+export async function readSplitTokens(store: TieredStore, manifestUri: string, split: Split): Promise<Uint32Array> {
+  const manifest = await readManifest(store, manifestUri, DatasetMetaSchema.pick({ splits: true }));
+  const buffers: Buffer[] = [];
+  for (const shard of manifest.meta.splits[split].shards) {
+    const entry = manifest.objects.find((o) => o.uri === shard.uri)!;
+    buffers.push(await readAll(await openVerified(store, entry)));
+  }
+  return tokensFromShards(buffers);
+}
 
 /**
  * The token stream of WebDataset shards: every `<key>.tokens.npy` entry, in tar order, shard after shard (the

@@ -86,7 +86,7 @@ async function signingMismatches(
   index: ArtifactRef,
   options: ResolvedDedupOptions,
 ): Promise<string[]> {
-  const meta = (await readManifest(store, index)).meta as unknown as SignatureIndexMeta;
+  const { meta } = await readManifest(store, index, SignatureIndexMetaSchema);
   return indexMismatches(meta, options, 'field');
 }
 
