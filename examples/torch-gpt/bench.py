@@ -94,13 +94,15 @@ def main():
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the tokens/s median")
     parser.add_argument("--stall-steps", type=int, default=40, help="steps of the checkpoint-stall run (2 ranks)")
     parser.add_argument("--checkpoint-every", type=int, default=10, help="its checkpoint interval")
-    defaults = (("--n-layer", 4), ("--n-head", 4), ("--n-embd", 256), ("--n-positions", 128), ("--micro-batch", 4))
+    defaults = (("--n-layer", 4), ("--n-head", 4), ("--n-embd", 256), ("--n-positions", 128), ("--micro-batch", 4),
+                ("--grad-accum", 2))
     for name, default in defaults:
         parser.add_argument(name, type=int, default=default, help="passed to train.py")
     args = parser.parse_args()
     model_args = [
         "--n-layer", str(args.n_layer), "--n-head", str(args.n_head), "--n-embd", str(args.n_embd),
         "--n-positions", str(args.n_positions), "--micro-batch", str(args.micro_batch),
+        "--grad-accum", str(args.grad_accum),
     ]  # fmt: skip
     config = GPTConfig(args.n_layer, args.n_head, args.n_embd, args.n_positions, VOCAB, True)
     model = GPT(config)
@@ -147,6 +149,7 @@ def main():
             **{k: v for k, v in config.to_json().items() if k in ("nLayer", "nHead", "nEmbd", "nPositions", "vocabSize")},
             "parameters": parameters,
             "microBatch": args.micro_batch,
+            "gradAccum": args.grad_accum,
             "threadsPerRank": 1,
             "flopsPerToken": flops_per_token,
         },
