@@ -29,16 +29,7 @@ export function signTexts(
   opts: SignOptions = {},
 ): PartitionSignatures {
   const count = texts.length;
-  const numPerm = hasher.params.numPerm;
-  const part: PartitionSignatures = {
-    docBase,
-    count,
-    numPerm,
-    sigs: new Uint32Array(count * numPerm),
-    exactHi: new Uint32Array(count),
-    exactLo: new Uint32Array(count),
-    words: new Uint32Array(count),
-  };
+  const part = emptyPartition(count, hasher.params.numPerm, docBase);
   for (let i = 0; i < count; i++) {
     part.words[i] = hasher.sign(texts[i], part.sigs, i);
     const field = opts.exactKey?.(i);
@@ -136,4 +127,17 @@ export class SignatureSubset implements SimilarityOracle {
     if (!ra || !rb) throw new RangeError(`no signature loaded for document ${ra ? b : a}`);
     return estimateJaccard(ra.sigs, ra.at, rb.sigs, rb.at, this.numPerm);
   }
+}
+
+/** Zeroed signature arrays for `count` documents of `numPerm` values each, numbered from `docBase`. */
+export function emptyPartition(count: number, numPerm: number, docBase = 0): PartitionSignatures {
+  return {
+    docBase,
+    count,
+    numPerm,
+    sigs: new Uint32Array(count * numPerm),
+    exactHi: new Uint32Array(count),
+    exactLo: new Uint32Array(count),
+    words: new Uint32Array(count),
+  };
 }

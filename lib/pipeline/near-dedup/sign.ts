@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import {
+  emptyPartition,
   encodeBandRun,
   encodeSignatures,
   MinHasher,
@@ -129,15 +130,7 @@ async function signPartition(
 /** Signed chunks, in order, as one partition's signatures and ids. */
 function joinChunks(chunks: readonly SignedChunk[], numPerm: number): { part: PartitionSignatures; ids: string[] } {
   const count = chunks.reduce((n, c) => n + c.count, 0);
-  const part: PartitionSignatures = {
-    docBase: 0,
-    count,
-    numPerm,
-    sigs: new Uint32Array(count * numPerm),
-    exactHi: new Uint32Array(count),
-    exactLo: new Uint32Array(count),
-    words: new Uint32Array(count),
-  };
+  const part = emptyPartition(count, numPerm);
   const ids: string[] = [];
   let at = 0;
   for (const c of chunks) {
