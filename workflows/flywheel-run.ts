@@ -54,7 +54,7 @@ export async function flywheelRun(input: unknown): Promise<FlywheelResult> {
   const train = proxyActivities<FlywheelActivities>({
     taskQueue: taskQueueFor('train'),
     startToCloseTimeout: '2 hours',
-    heartbeatTimeout: '10 minutes',
+    heartbeatTimeout: '2 minutes',
     retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
   });
   const stage = (s: FlywheelProgress['stage']) => {
