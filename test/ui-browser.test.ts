@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import type { Browser, Page } from 'playwright-core';
 import { sampleCorpus } from '../lib/collect';
 import type { DatasetSummary } from '../lib/contracts/pipeline-results';
@@ -91,8 +91,10 @@ describe('the Temporal Web UI', () => {
     assert.ok(await submit.isEnabled(), 'the form is complete');
     await submit.click();
 
-    // The UI opens the new run; its status reads Completed once the worker is done.
+    // The click returns before the UI's start request is answered: wait until the server knows the run.
     const handle = client.workflow.getHandle(workflowId);
+    await waitUntilStarted(handle);
+    // Its status reads Completed once the worker is done.
     const summary = (await handle.result()) as DatasetSummary;
     assert.equal(summary.dataset, 'ui-notes');
     assert.ok(summary.documents > 0, 'the notes became documents');
@@ -109,3 +111,17 @@ describe('the Temporal Web UI', () => {
     await page.close();
   });
 });
+
+/** Polls until the server knows the workflow: a start submitted from the browser may still be on its way. */
+async function waitUntilStarted(handle: { describe(): Promise<unknown> }): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      await handle.describe();
+      return;
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
