@@ -27,16 +27,30 @@ export function parseSpec<S extends z.ZodType>(specName: string, schema: S, inpu
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const problems: SpecProblem[] = [];
-  for (const issue of result.error.issues) {
-    const at = issue.path.map(String);
+  collectProblems(result.error.issues, [], problems);
+  throw new InvalidSpec(specName, problems);
+}
+
+function collectProblems(issues: readonly z.core.$ZodIssue[], prefix: string[], problems: SpecProblem[]): void {
+  for (const issue of issues) {
+    const at = [...prefix, ...issue.path.map(String)];
     if (issue.code === 'unrecognized_keys') {
       // One line per unknown field, named, so a typo is found at a glance.
       // An empty key is shown as "" so the message still points at it.
       for (const key of issue.keys)
         problems.push({ field: [...at, key === '' ? '""' : key].join('.'), message: 'unknown field' });
-    } else {
-      problems.push({ field: at.length ? at.join('.') : '(spec)', message: issue.message });
+      continue;
     }
+    if (issue.code === 'invalid_union') {
+      // `false | {...}`: when the value has one option's shape, name that option's bad fields, not just the union.
+      const shaped = issue.errors.filter(
+        (branch) => !branch.some((i) => i.path.length === 0 && i.code !== 'unrecognized_keys'),
+      );
+      if (shaped.length === 1) {
+        collectProblems(shaped[0], at, problems);
+        continue;
+      }
+    }
+    problems.push({ field: at.length ? at.join('.') : '(spec)', message: issue.message });
   }
-  throw new InvalidSpec(specName, problems);
 }

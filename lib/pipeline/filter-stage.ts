@@ -33,7 +33,7 @@ export async function filterStage(input: {
       continue;
     }
     stats.input += 1;
-    const verdict = filterDocument(doc, input.quality);
+    const verdict = await filterDocument(doc, input.quality);
     let boundary = false;
     if (verdict.kept) {
       stats.kept += 1;

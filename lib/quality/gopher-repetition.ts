@@ -10,7 +10,7 @@ export interface RepetitionThresholds {
 }
 
 /** Elements equal to an earlier one: how many, and their characters. */
-function duplicates(elements: string[]): { count: number; chars: number } {
+export function duplicates(elements: readonly string[]): { count: number; chars: number } {
   const seen = new Set<string>();
   let count = 0;
   let chars = 0;

