@@ -24,6 +24,13 @@ export const QUARANTINE_REASONS = [
   'unreadable',
   'fetch_failed',
   'too_large',
+  'corrupt_parquet',
+  'warc_header',
+  'truncated',
+  'unsupported_payload',
+  'charset',
+  'html_parse',
+  'empty',
 ] as const;
 export type QuarantineReason = (typeof QUARANTINE_REASONS)[number];
 
@@ -35,10 +42,17 @@ export type CollectEvent =
 /** Where a record sits inside its file: a line (JSON lines, mbox) or an item of a JSON array. */
 export type RecordPosition = { line: number } | { item: number };
 
+/**
+ * Where a record sits in a file read by structure rather than lines: a Parquet row (0-based, counted over the whole
+ * file) in its row group, a whole row group, or the byte offset a WARC record starts at (of its gzip member in a
+ * .warc.gz, as Common Crawl's indexes count it).
+ */
+export type StructuredPosition = { rowGroup: number; row: number } | { rowGroup: number } | { offset: number };
+
 interface RawCommon {
   /** The tar entry the record came from, if any. */
   entry?: string;
-  position?: RecordPosition;
+  position?: RecordPosition | StructuredPosition;
 }
 
 /** A document as a format reader sees it, before limits, ids and timestamps are applied. */
@@ -60,16 +74,27 @@ export interface RawQuarantine extends RawCommon {
 
 export type RawRecord = RawDocument | RawQuarantine;
 
-/** `#12` for line 12, `#[3]` for array item 3: appended to Document.source. */
-export function positionSuffix(position: RecordPosition | undefined): string {
+/**
+ * `#12` for line 12, `#[3]` for array item 3, `#row=7` for Parquet row 7, `#rowgroup=2` for a whole row group,
+ * `#offset=4096` for the WARC record at byte 4096: appended to Document.source.
+ */
+export function positionSuffix(position: RecordPosition | StructuredPosition | undefined): string {
   if (position === undefined) return '';
-  return 'line' in position ? `#${position.line}` : `#[${position.item}]`;
+  if ('line' in position) return `#${position.line}`;
+  if ('item' in position) return `#[${position.item}]`;
+  if ('row' in position) return `#row=${position.row}`;
+  if ('rowGroup' in position) return `#rowgroup=${position.rowGroup}`;
+  return `#offset=${position.offset}`;
 }
 
-/** `line 12`, `item 3`: the quarantine record's location, for a person. */
-export function positionLabel(position: RecordPosition | undefined): string | undefined {
+/** `line 12`, `item 3`, `row group 2, row 7`, `row group 2`, `offset 4096`: the quarantine record's location. */
+export function positionLabel(position: RecordPosition | StructuredPosition | undefined): string | undefined {
   if (position === undefined) return undefined;
-  return 'line' in position ? `line ${position.line}` : `item ${position.item}`;
+  if ('line' in position) return `line ${position.line}`;
+  if ('item' in position) return `item ${position.item}`;
+  if ('row' in position) return `row group ${position.rowGroup}, row ${position.row}`;
+  if ('rowGroup' in position) return `row group ${position.rowGroup}`;
+  return `offset ${position.offset}`;
 }
 
 /**

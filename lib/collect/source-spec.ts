@@ -2,7 +2,19 @@ import { z } from 'zod';
 
 const MiB = 1024 * 1024;
 
-export const SOURCE_FORMATS = ['auto', 'txt', 'md', 'jsonl', 'json', 'eml', 'mbox', 'tar'] as const;
+export const SOURCE_FORMATS = [
+  'auto',
+  'txt',
+  'md',
+  'jsonl',
+  'json',
+  'eml',
+  'mbox',
+  'tar',
+  'parquet',
+  'warc',
+  'html',
+] as const;
 export const SourceFormat = z.enum(SOURCE_FORMATS);
 export type SourceFormat = z.infer<typeof SourceFormat>;
 

@@ -9,6 +9,17 @@ export interface ByteInput {
   path: string;
   chunks: ByteChunks;
   modified?: Date;
+  /**
+   * Reads of any byte range of the same bytes, where the source offers them (a local file, an S3 object): formats
+   * indexed from the end (Parquet) read only what they need through it and leave `chunks` unread.
+   */
+  randomAccess?: RandomAccessBytes;
+}
+
+/** Positional reads of one input: `read(start, end)` gives bytes [start, end), end exclusive. */
+export interface RandomAccessBytes {
+  byteLength: number;
+  read(start: number, end: number): Promise<Buffer>;
 }
 
 export interface ParseOptions {

@@ -3,10 +3,13 @@ import { ExpansionBudget, compressionFromMagic, compressionFromName, decompress 
 import { InputDataError, type RawRecord } from '../records';
 import type { SourceFormat } from '../source-spec';
 import { readEml, readMbox } from './email';
+import { readHtmlFile } from './html-page';
 import type { ByteInput, ParseOptions } from './input';
 import { readJsonDocument, readJsonLines } from './json-records';
+import { PARQUET_MAGIC, readParquet } from './parquet-rows';
 import { readPlainText } from './plain-text';
 import { readTar } from './tar-archive';
+import { readWarc } from './warc-records';
 
 type ConcreteFormat = Exclude<SourceFormat, 'auto'>;
 
@@ -21,6 +24,10 @@ const EXTENSIONS: Record<string, ConcreteFormat> = {
   eml: 'eml',
   mbox: 'mbox',
   tar: 'tar',
+  parquet: 'parquet',
+  warc: 'warc',
+  html: 'html',
+  htm: 'html',
 };
 
 /** The format a file name's extension announces (`a.jsonl` → jsonl), if it announces one we read. */
@@ -34,6 +41,13 @@ export function formatFromName(name: string): ConcreteFormat | undefined {
 /** POSIX and GNU tar headers carry 'ustar' at offset 257. */
 function looksLikeTar(head: Buffer): boolean {
   return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
+}
+
+/** Parquet files start with 'PAR1'; WARC files with their version line. */
+function formatFromMagic(head: Buffer): ConcreteFormat | undefined {
+  if (head.subarray(0, 4).equals(PARQUET_MAGIC)) return 'parquet';
+  if (head.subarray(0, 7).toString('latin1') === 'WARC/1.') return 'warc';
+  return undefined;
 }
 
 /** At most this many compression wrappers are peeled (a .tar.gz inside nothing else needs one). */
@@ -60,9 +74,16 @@ export async function* parseInput(
     let name = input.name;
     const budget = archive?.budget ?? new ExpansionBudget(opts.maxExpansionRatio);
     let chunks = inArchive ? input.chunks : budget.meter(input.chunks);
+    const forced = !inArchive && opts.format !== 'auto' ? opts.format : undefined;
+    let peeled = false;
     for (let layers = 0; layers < MAX_COMPRESSION_LAYERS; layers++) {
       const named = compressionFromName(name);
       let compression = named?.compression;
+      // A .warc.gz is gzipped record by record: the WARC reader inflates it, to know where each record starts.
+      if (compression === 'gzip' && named !== undefined && (forced ?? formatFromName(named.inner)) === 'warc') {
+        name = named.inner;
+        break;
+      }
       if (named !== undefined) {
         name = named.inner;
       } else {
@@ -71,16 +92,19 @@ export async function* parseInput(
         compression = compressionFromMagic(peeked.head);
       }
       if (compression === undefined) break;
+      if (compression === 'gzip' && forced === 'warc') break;
       chunks = decompress(compression, chunks, budget, layer);
+      peeled = true;
     }
 
-    let format: ConcreteFormat | undefined = !inArchive && opts.format !== 'auto' ? opts.format : formatFromName(name);
+    let format: ConcreteFormat | undefined = forced ?? formatFromName(name);
     if (format === undefined) {
       const peeked = await peekBytes(chunks, 512);
       chunks = peeked.rest;
-      format = looksLikeTar(peeked.head) ? 'tar' : 'txt';
+      format = formatFromMagic(peeked.head) ?? (looksLikeTar(peeked.head) ? 'tar' : 'txt');
     }
-    const body: ByteInput = { ...input, name, chunks };
+    // Random access reads the bytes as stored: a decompressed layer has none.
+    const body: ByteInput = { ...input, name, chunks, randomAccess: peeled ? undefined : input.randomAccess };
     if (format === 'tar') {
       if (inArchive) {
         yield {
@@ -91,6 +115,15 @@ export async function* parseInput(
         return;
       }
       yield* readTar(body, opts, layer, (entry, entryOpts) => parseInput(entry, entryOpts, { budget }));
+      return;
+    }
+    // Binary formats, read before the text check.
+    if (format === 'parquet') {
+      yield* readParquet(body, opts);
+      return;
+    }
+    if (format === 'warc') {
+      yield* readWarc(body, opts, budget, layer);
       return;
     }
 
@@ -117,6 +150,9 @@ export async function* parseInput(
         return;
       case 'mbox':
         yield* readMbox(body, opts);
+        return;
+      case 'html':
+        yield* readHtmlFile(body, opts);
         return;
     }
   } catch (err) {

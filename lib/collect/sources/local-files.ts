@@ -8,6 +8,7 @@ import { CollectError, SourceForbidden, SourceNotFound, SourceUnreadable } from 
 import type { PathSource } from '../source-spec';
 import { compareRefs, unitId, type SourceUnit } from '../source-unit';
 import type { OpenedUnit } from './opened-unit';
+import { fileRandomAccess } from './random-access';
 
 const STAT_CONCURRENCY = 64;
 
@@ -89,6 +90,7 @@ export async function openPathUnit(unit: SourceUnit, ctx: CollectContext): Promi
       path: unit.uri,
       chunks: mapReadErrors(stream as AsyncIterable<Buffer>, unit.uri),
       modified: info.mtime,
+      randomAccess: fileRandomAccess(handle, info.size, (err) => mapFsError(err, unit.uri)),
     },
     close: async () => {
       stream.destroy();

@@ -9,6 +9,7 @@ import { CollectError, SourceForbidden, SourceMisconfigured, SourceNotFound, Sou
 import type { S3Source } from '../source-spec';
 import { compareRefs, unitId, type SourceUnit } from '../source-unit';
 import type { OpenedUnit } from './opened-unit';
+import { s3RandomAccess } from './random-access';
 
 export function parseS3Uri(uri: string): { bucket: string; prefix: string } {
   const rest = uri.slice('s3://'.length);
@@ -89,6 +90,9 @@ export async function openS3Unit(unit: SourceUnit, ctx: CollectContext): Promise
       path: unit.uri,
       chunks: mapStreamErrors(stream, unit.uri, client),
       modified: res.LastModified,
+      randomAccess: s3RandomAccess(client, { bucket, key, etag: res.ETag }, res.ContentLength ?? unit.bytes, (err) =>
+        mapS3ToCollect(err, unit.uri, client),
+      ),
     },
     close: async () => {
       stream.destroy(); // a reader that stopped early must release the socket
