@@ -18,10 +18,12 @@ import {
   EdgeList,
   estimateJaccard,
   exactDuplicates,
+  exactJaccard,
   InvalidDedupOptions,
   joinBand,
   MinHasher,
   readOwnedLines,
+  normalizedWords,
   normalizeText,
   optimalParams,
   partitionBandRuns,
@@ -37,7 +39,13 @@ import {
   unionEdges,
   verifyGroups,
 } from '../lib/dedup';
-import { referenceBandKey, referenceSignature } from '../lib/dedup/reference';
+import {
+  permutationInput,
+  referenceBandKey,
+  referenceSignature,
+  shingleHash,
+  wordHash,
+} from '../lib/dedup/reference';
 import { DedupPool } from '../lib/dedup/dedup-pool';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-dedup-'));
@@ -147,6 +155,35 @@ describe('MinHash signatures', () => {
       );
     });
   }
+
+  for (const opts of [{}, { normalizeNumbers: true, normalizeDiacritics: true }]) {
+    it(`the kernel's shingle sets are the reference's permutation inputs, sorted and distinct (${JSON.stringify(opts)})`, () => {
+      const hasher = new MinHasher({ numPerm, ngram: n, ...opts });
+      fc.assert(
+        fc.property(fc.oneof(trickyText, fc.string({ unit: 'binary', maxLength: 60 })), (text) => {
+          const words = normalizedWords(text, opts).map(wordHash);
+          const width = Math.min(words.length, n);
+          const expected = new Set<number>();
+          for (let j = 0; words.length > 0 && j <= words.length - width; j++)
+            expected.add(permutationInput(shingleHash(words.slice(j, j + width))));
+          assert.deepEqual([...hasher.shingleSet(text)], [...expected].sort((x, y) => x - y));
+        }),
+        { numRuns: 400 },
+      );
+    });
+  }
+
+  it('exact Jaccard counts the shared shingles of two sets, and the signature estimates it', () => {
+    const hasher = new MinHasher({ ngram: 1 });
+    const words = Array.from({ length: 400 }, (_, i) => `w${i}`);
+    const a = hasher.shingleSet(words.slice(0, 300).join(' '));
+    const b = hasher.shingleSet(words.slice(100, 400).join(' '));
+    assert.equal(a.length, 300);
+    assert.equal(exactJaccard(a, b), 200 / 400);
+    assert.equal(exactJaccard(a, a), 1);
+    assert.equal(exactJaccard(a, new Uint32Array(0)), 0);
+    assert.equal(exactJaccard(new Uint32Array(0), new Uint32Array(0)), 1);
+  });
 
   it('signs long documents (memory grows) and equal normalized texts equally', () => {
     const hasher = new MinHasher();
@@ -413,7 +450,7 @@ describe('dedupJsonl and the dedup command', () => {
     assert.equal(stats.nearDuplicates, 1);
     assert.equal(stats.clusters, 3);
     assert.equal(stats.emptyDocs, 2);
-    assert.deepEqual([stats.bands, stats.rows, stats.threshold], [14, 9, 0.8]);
+    assert.deepEqual([stats.bands, stats.rows, stats.threshold, stats.verification], [16, 8, 0.8, 'exact']);
     assert.ok(stats.sCurveMidpoint > 0.7 && stats.sCurveMidpoint < 0.8);
     for (const key of ['seconds', 'mbPerSecond', 'bytes'] as const) assert.ok(stats[key] > 0, key);
   });

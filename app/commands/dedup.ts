@@ -1,5 +1,5 @@
 import * as os from 'node:os';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { DedupProgress, DedupStats } from '../../lib/dedup/dedup-jsonl';
 
 interface DedupCommandOptions {
@@ -11,7 +11,7 @@ interface DedupCommandOptions {
   bands?: number;
   workers: number;
   exactField?: string;
-  verify: boolean;
+  verify: 'exact' | 'estimate' | false;
   normalizeNumbers?: boolean;
   normalizeDiacritics?: boolean;
   index: string[];
@@ -116,7 +116,16 @@ export function registerDedupCommand(program: Command): void {
       Math.min(os.availableParallelism(), 8),
     )
     .option('--exact-field <name>', 'exact dedup compares this field (e.g. url) instead of the normalized text')
-    .option('--no-verify', 'keep every LSH candidate pair instead of checking its estimated Jaccard')
+    .addOption(
+      new Option(
+        '--verify <how>',
+        'check LSH candidate pairs by the exact Jaccard of their shingle sets (exact: no pair below --threshold is ' +
+          "joined) or by the signatures' estimate (estimate: faster, reads the input once)",
+      )
+        .choices(['exact', 'estimate'])
+        .default('exact'),
+    )
+    .option('--no-verify', 'keep every LSH candidate pair unchecked')
     .option('--normalize-numbers', 'treat every run of digits as 0')
     .option('--normalize-diacritics', 'fold accents and compatibility forms (NFKD, marks removed)')
     .option(

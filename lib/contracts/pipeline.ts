@@ -23,6 +23,14 @@ export const NearDedupSpec = z
     bands: z.number().int().min(1).optional().describe('fix the LSH bands (must divide numPerm)'),
     normalizeNumbers: z.boolean().default(false).describe('treat every run of digits as 0'),
     normalizeDiacritics: z.boolean().default(false).describe('fold accents and compatibility forms'),
+    // Optional rather than defaulted: a default would change the digest of every existing spec with near dedup.
+    verify: z
+      .enum(['exact', 'estimate'])
+      .optional()
+      .describe(
+        'check candidate pairs by the exact Jaccard of their shingle sets (exact, when left out: no pair below ' +
+          "threshold is ever removed) or by the signatures' estimate (faster; no shingle sets stored)",
+      ),
     against: z
       .string()
       .regex(/^(hot|warm|cold):\/\/\S+$/, 'a tier URI such as warm://datasets/<name>/<version>/manifest.json')

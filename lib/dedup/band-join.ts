@@ -104,8 +104,13 @@ export class EdgeList {
 }
 
 export interface VerifyOptions {
-  /** Accept a candidate pair when its estimated Jaccard reaches this; undefined: accept every candidate. */
+  /** Accept a candidate pair when its Jaccard reaches this; undefined: accept every candidate. */
   minSimilarity?: number;
+  /**
+   * Where the oracle tells exact from estimated similarity (`isExact`), the bar for an estimated pair (the threshold
+   * less the estimator's margin); `minSimilarity` then applies to exact ones. Default: minSimilarity.
+   */
+  minEstimated?: number;
   /** Comparisons per document and group before giving up on joining it to earlier members. */
   maxComparisons?: number;
 }
@@ -117,6 +122,11 @@ export interface VerifyCounts {
   compared: number;
   /** Of those, accepted. */
   accepted: number;
+}
+
+/** The bar a pair must reach: `minEstimated` where the oracle only estimates it. */
+function barFor(oracle: SimilarityOracle, a: number, b: number, min: number, opts: VerifyOptions): number {
+  return opts.minEstimated !== undefined && oracle.isExact?.(a, b) === false ? opts.minEstimated : min;
 }
 
 /**
@@ -164,8 +174,9 @@ export function verifyGroups(
         }
         comparisons++;
         counts.compared++;
-        const similarity = oracle.similarity(groups.docs[start + rep], groups.docs[start + i]);
-        if (similarity >= min) {
+        const [da, db] = [groups.docs[start + rep], groups.docs[start + i]];
+        const similarity = oracle.similarity(da, db);
+        if (similarity >= barFor(oracle, da, db, min, opts)) {
           counts.accepted++;
           parent[Math.max(rootRep, find(i))] = Math.min(rootRep, find(i));
           edges.push(groups.docs[start + rep], groups.docs[start + i], similarity);
@@ -216,7 +227,7 @@ export function verifyGroupsInto(
         comparisons++;
         counts.compared++;
         const similarity = oracle.similarity(rep, doc);
-        if (similarity >= min) {
+        if (similarity >= barFor(oracle, rep, doc, min, opts)) {
           counts.accepted++;
           uf.union(rep, doc);
           edges.push(rep, doc, similarity);

@@ -4,9 +4,9 @@ import { EdgeList, verifyGroupsInto, type BandKeyChunk, type CandidateGroups } f
 import { resolveClusters, type Clusters } from './cluster';
 import { DedupInputError } from './errors';
 import { exactDuplicates } from './exact';
-import type { KeptRange, SignedChunk } from './jsonl-batch';
+import { shingleSetOf, type KeptRange, type SignedChunk } from './jsonl-batch';
 import { sCurveThreshold } from './lsh-params';
-import { resolveDedupOptions, type DedupOptions, type ResolvedDedupOptions } from './options';
+import { resolveDedupOptions, verifyOptionsOf, type DedupOptions, type ResolvedDedupOptions } from './options';
 import { sortByKey64 } from './radix-sort';
 import { DedupPool } from './dedup-pool';
 import { signatureIndexParts } from './formats';
@@ -17,7 +17,7 @@ import {
   readSignatureIndex,
   writeSignatureIndexFile,
 } from './signature-index';
-import { SignatureStore } from './signatures';
+import { ExactSimilarity, SignatureStore } from './signatures';
 import { UnionFind } from './union-find';
 
 export interface DedupProgress {
@@ -62,6 +62,8 @@ export interface DedupStats {
   rows: number;
   /** (1/b)^(1/r): where the S-curve is steepest, near its 50% point. */
   sCurveMidpoint: number;
+  /** How candidate pairs were verified: exact Jaccard of shingle sets, the signatures' estimate, or not at all. */
+  verification: 'exact' | 'estimate' | 'none';
   verifyThreshold: number | null;
   candidatePairs: number;
   verifiedPairs: number;
@@ -268,14 +270,18 @@ export async function dedupJsonl(inputPath: string, outDir: string, opts: DedupJ
       });
     // Stage c in band order against all clusters so far: deterministic, and connected pairs are not compared again.
     const joined = await Promise.all(joins);
+    const oracle =
+      options.verification === 'exact'
+        ? await candidateShingles(pool, options, inputPath, chunks, joined, docs, indexed, store)
+        : store;
     const edges = new EdgeList();
-    const verify = { minSimilarity: options.verifyThreshold };
+    const verify = verifyOptionsOf(options);
     for (let b = 0; b < bands; b++) {
-      const counts = verifyGroupsInto(joined[b % shares][Math.floor(b / shares)], store, uf, edges, verify);
+      const counts = verifyGroupsInto(joined[b % shares][Math.floor(b / shares)], oracle, uf, edges, verify);
       candidatePairs += counts.candidates;
       verifiedPairs += counts.accepted;
     }
-    clusters = resolveClusters(uf, docs, store, { removableFrom: indexed });
+    clusters = resolveClusters(uf, docs, oracle, { removableFrom: indexed });
     for (const d of clusters.removed) if (clusters.keptOf[d] < indexed) indexDuplicates++;
     clustered = performance.now();
 
@@ -348,6 +354,7 @@ export async function dedupJsonl(inputPath: string, outDir: string, opts: DedupJ
     bands,
     rows,
     sCurveMidpoint: round(sCurveThreshold(options.lsh), 4),
+    verification: options.verification,
     verifyThreshold: options.verifyThreshold === undefined ? null : round(options.verifyThreshold, 4),
     candidatePairs,
     verifiedPairs,
@@ -378,6 +385,38 @@ function peakRssMB(): number {
     // Not Linux.
   }
   return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
+/**
+ * Exact verification's second read: the shingle sets of every new document that shares a band with another, read
+ * again from the input by the pool's workers (only the chunks holding such documents), so memory holds the
+ * candidates' sets, never the whole input's. Indexed documents keep their estimate.
+ */
+async function candidateShingles(
+  pool: DedupPool,
+  options: ResolvedDedupOptions,
+  inputPath: string,
+  chunks: readonly { docBase: number; count: number; start: number; length: number }[],
+  joined: readonly CandidateGroups[][],
+  docs: number,
+  indexed: number,
+  estimate: SignatureStore,
+): Promise<ExactSimilarity> {
+  const wanted = new Uint8Array(docs);
+  for (const perWorker of joined)
+    for (const groups of perWorker) for (const d of groups.docs) if (d >= indexed) wanted[d] = 1;
+  const oracle = new ExactSimilarity(estimate);
+  const settings = { minhash: options.minhash, lsh: options.lsh, exactField: options.exactField };
+  await Promise.all(
+    chunks.map(async (c) => {
+      const locals: number[] = [];
+      for (let i = 0; i < c.count; i++) if (wanted[c.docBase + i]) locals.push(i);
+      if (locals.length === 0) return;
+      const packed = await pool.shingles(settings, inputPath, c.start, c.start + c.length, Uint32Array.from(locals));
+      locals.forEach((local, k) => oracle.add(c.docBase + local, shingleSetOf(packed, k)));
+    }),
+  );
+  return oracle;
 }
 
 function identity(length: number): Uint32Array {

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { BandKeyChunk, CandidateGroups } from './band-join';
 import { DedupInputError } from './errors';
-import type { ChunkSettings, KeptRange, SignedChunk } from './jsonl-batch';
+import type { ChunkSettings, KeptRange, PackedShingles, SignedChunk } from './jsonl-batch';
 import { errorReply, runJob, type WorkerJob, type WorkerReply } from './dedup-worker';
 
 type Waiting = { resolve: (reply: WorkerReply) => void; reject: (e: Error) => void };
@@ -77,6 +77,19 @@ export class DedupPool {
     const reply = await this.run({ kind: 'join', seq: this.seq++, chunks, numBands, bands });
     if ('groups' in reply) return reply.groups;
     throw new Error('dedup worker answered a join job with something else');
+  }
+
+  /** The shingle sets of documents `docs` (indices among the range's documents, ascending) of the lines in [start, end). */
+  async shingles(
+    settings: ChunkSettings,
+    file: string,
+    start: number,
+    end: number,
+    docs: Uint32Array,
+  ): Promise<PackedShingles> {
+    const reply = await this.run({ kind: 'shingles', seq: this.seq++, settings, file, start, end, docs });
+    if ('shingles' in reply) return reply.shingles;
+    throw new Error('dedup worker answered a shingles job with something else');
   }
 
   async write(ranges: KeptRange[]): Promise<number> {

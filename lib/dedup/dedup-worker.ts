@@ -1,7 +1,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { joinBandsOfChunks, type BandKeyChunk, type CandidateGroups } from './band-join';
 import { DedupInputError } from './errors';
-import { ChunkSigner, writeKeptRange, type ChunkSettings, type KeptRange, type SignedChunk } from './jsonl-batch';
+import {
+  ChunkSigner,
+  writeKeptRange,
+  type ChunkSettings,
+  type KeptRange,
+  type PackedShingles,
+  type SignedChunk,
+} from './jsonl-batch';
 
 /**
  * Worker thread body: reads and signs byte ranges of the input (stage a), joins the bands it is given (stage b) and
@@ -10,12 +17,14 @@ import { ChunkSigner, writeKeptRange, type ChunkSettings, type KeptRange, type S
 export type WorkerJob =
   | { kind: 'sign'; seq: number; settings: ChunkSettings; file: string; start: number; end: number }
   | { kind: 'join'; seq: number; chunks: BandKeyChunk[]; numBands: number; bands: number[] }
-  | { kind: 'write'; seq: number; ranges: KeptRange[] };
+  | { kind: 'write'; seq: number; ranges: KeptRange[] }
+  | { kind: 'shingles'; seq: number; settings: ChunkSettings; file: string; start: number; end: number; docs: Uint32Array };
 
 export type WorkerReply =
   | { seq: number; chunk: SignedChunk }
   | { seq: number; groups: CandidateGroups[] }
   | { seq: number; written: number }
+  | { seq: number; shingles: PackedShingles }
   | { seq: number; error: { message: string; line?: number; problem?: string } };
 
 const signers = new Map<string, ChunkSigner>();
@@ -39,6 +48,7 @@ export function runJob(job: WorkerJob): { reply: WorkerReply; transfer: ArrayBuf
     case 'sign': {
       const chunk = signerFor(job.settings).signRange(job.file, job.start, job.end);
       const transfer = [chunk.lines, chunk.idHi, chunk.idLo, chunk.exactHi, chunk.exactLo, chunk.words, chunk.outBytes];
+      if (chunk.shingles) transfer.push(chunk.shingles.offsets, chunk.shingles.values);
       return { reply: { seq, chunk }, transfer: transfer.map((a) => a.buffer as ArrayBuffer) };
     }
     case 'join': {
@@ -47,6 +57,10 @@ export function runJob(job: WorkerJob): { reply: WorkerReply; transfer: ArrayBuf
         reply: { seq, groups },
         transfer: groups.flatMap((g) => [g.offsets.buffer, g.docs.buffer]) as ArrayBuffer[],
       };
+    }
+    case 'shingles': {
+      const shingles = signerFor(job.settings).shinglesOfRange(job.file, job.start, job.end, job.docs);
+      return { reply: { seq, shingles }, transfer: [shingles.offsets.buffer, shingles.values.buffer] as ArrayBuffer[] };
     }
     case 'write':
       return { reply: { seq, written: job.ranges.reduce((n, r) => n + writeKeptRange(r), 0) }, transfer: [] };

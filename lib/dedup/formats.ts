@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { FlywheelError } from '../common';
 import type { BandRun, EdgeList } from './band-join';
+import type { PackedShingles } from './jsonl-batch';
 import type { MinHashParams } from './minhash';
 import type { PartitionSignatures } from './signatures';
 
@@ -19,6 +20,7 @@ const SIG_MAGIC = 'FWMHSIG1';
 const BAND_MAGIC = 'FWMHBND1';
 const EDGE_MAGIC = 'FWMHEDG1';
 const INDEX_MAGIC = 'FWMHIDX1';
+const SHINGLE_MAGIC = 'FWMHSHG1';
 const HEADER = 32;
 
 export class CorruptDedupFile extends FlywheelError {
@@ -100,6 +102,37 @@ export function decodeSignatures(buf: Buffer): PartitionSignatures {
 export function signatureOffset(numPerm: number, docBase: number, doc: number): number {
   return HEADER + (doc - docBase) * numPerm * 4;
 }
+
+/**
+ * A partition's shingle sets (exact verification): header [count, values], then count + 1 offsets, then the values;
+ * set i is values[offsets[i] .. offsets[i + 1]). The offsets come first so a reader can fetch a few sets by range.
+ */
+export function encodeShingles(packed: PackedShingles): Buffer {
+  const count = packed.offsets.length - 1;
+  return Buffer.concat([
+    header(SHINGLE_MAGIC, [count, packed.values.length]),
+    bytesOf(packed.offsets),
+    bytesOf(packed.values),
+  ]);
+}
+
+export function decodeShingles(buf: Buffer): PackedShingles {
+  const [count, values] = check(buf, SHINGLE_MAGIC, ([c, v]) => HEADER + 4 * (c + 1) + 4 * v);
+  return { offsets: column(buf, HEADER, count + 1), values: column(buf, HEADER + 4 * (count + 1), values) };
+}
+
+/** Byte ranges of a shingles file of `count` sets: its offsets, and value v. */
+export const shingleLayout = {
+  offsetsEnd: (count: number) => HEADER + 4 * (count + 1),
+  value: (count: number, v: number) => HEADER + 4 * (count + 1) + 4 * v,
+  /** The offsets read by range (header skipped; checked against the file's size by the caller). */
+  offsets: (buf: Buffer, count: number) => column(buf, HEADER, count + 1),
+  check: (buf: Buffer) => {
+    if (buf.length < HEADER || buf.toString('latin1', 0, 8) !== SHINGLE_MAGIC)
+      throw new CorruptDedupFile(`not a ${SHINGLE_MAGIC} file`);
+    return { count: buf.readUInt32LE(8), values: buf.readUInt32LE(12) };
+  },
+};
 
 export function encodeBandRun(run: BandRun): Buffer {
   const n = run.docs.length;

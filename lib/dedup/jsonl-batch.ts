@@ -32,6 +32,28 @@ export interface SignedChunk {
   repairedLines: number;
   /** Lines the chunk owns, blank ones included. */
   lineCount: number;
+  /** Every document's shingle set, when the settings ask for them (exact verification in the pipeline stage). */
+  shingles?: PackedShingles;
+}
+
+/** Shingle sets of n documents back to back: set i is values[offsets[i] .. offsets[i + 1]). */
+export interface PackedShingles {
+  offsets: Uint32Array;
+  values: Uint32Array;
+}
+
+/** Packs sets in order. */
+export function packShingles(sets: readonly Uint32Array[]): PackedShingles {
+  const offsets = new Uint32Array(sets.length + 1);
+  for (let i = 0; i < sets.length; i++) offsets[i + 1] = offsets[i] + sets[i].length;
+  const values = new Uint32Array(offsets[sets.length]);
+  sets.forEach((set, i) => values.set(set, offsets[i]));
+  return { offsets, values };
+}
+
+/** Set i of packed sets (a view, no copy). */
+export function shingleSetOf(packed: PackedShingles, i: number): Uint32Array {
+  return packed.values.subarray(packed.offsets[i], packed.offsets[i + 1]);
 }
 
 /** Signatures and band keys go to SharedArrayBuffers: the band join reads them on other threads without copies. */
@@ -39,7 +61,10 @@ function sharedU32(length: number): Uint32Array {
   return new Uint32Array(new SharedArrayBuffer(length * 4));
 }
 
-export type ChunkSettings = Pick<ResolvedDedupOptions, 'minhash' | 'lsh' | 'exactField'>;
+export type ChunkSettings = Pick<ResolvedDedupOptions, 'minhash' | 'lsh' | 'exactField'> & {
+  /** Also return every document's shingle set. */
+  shingles?: boolean;
+};
 
 const NEWLINE = 10;
 const decoder = new TextDecoder('utf-8');
@@ -130,10 +155,26 @@ export class ChunkSigner {
     }
   }
 
-  /** Signs whole lines; line numbers count from 1 at the first. */
-  sign(bytes: Uint8Array): SignedChunk {
-    const { numPerm } = this.settings.minhash;
-    const { bands, rows } = this.settings.lsh;
+  /**
+   * The shingle sets of some documents of the lines of `file` that start in [start, end): `docs` are their indices
+   * among the range's documents, ascending. The second read of the command's exact verification.
+   */
+  shinglesOfRange(file: string, start: number, end: number, docs: Uint32Array): PackedShingles {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const { texts } = this.parseLines(readOwnedLines(fd, start, end, fs.fstatSync(fd).size).bytes);
+      return packShingles(
+        Array.from(docs, (d) => {
+          if (d >= texts.length) throw new RangeError(`the range [${start}, ${end}) of ${file} has no document ${d}`);
+          return this.hasher.shingleSet(texts[d]);
+        }),
+      );
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  private parseLines(bytes: Uint8Array) {
     const texts: string[] = [];
     const ids: string[] = [];
     const lines: number[] = [];
@@ -147,6 +188,14 @@ export class ChunkSigner {
       lines.push(index + 1);
       outBytes.push((repaired ? Buffer.byteLength(line) : end - start) + 1);
     });
+    return { texts, ids, lines, outBytes, exactFields, repairedLines, lineCount };
+  }
+
+  /** Signs whole lines; line numbers count from 1 at the first. */
+  sign(bytes: Uint8Array): SignedChunk {
+    const { numPerm } = this.settings.minhash;
+    const { bands, rows } = this.settings.lsh;
+    const { texts, ids, lines, outBytes, exactFields, repairedLines, lineCount } = this.parseLines(bytes);
     const count = texts.length;
     const chunk: SignedChunk = {
       start: 0,
@@ -181,6 +230,7 @@ export class ChunkSigner {
       chunk.idHi[i] = h.hashHi;
       chunk.idLo[i] = h.hashLo;
     }
+    if (this.settings.shingles) chunk.shingles = packShingles(texts.map((t) => h.shingleSet(t)));
     return chunk;
   }
 

@@ -65,7 +65,11 @@ function chain(b: Body, local: number, rot: number, pushValue: () => void): void
   b.i64Xor().i64Const(HASH.chain).i64Mul().i64Const(BigInt(rot)).i64Rotl().set(local);
 }
 
-function signBody(nvec: number): Body {
+/**
+ * `sign` folds each shingle into the signature; `shingles` instead writes each shingle's permutation input (the
+ * 32-bit value the permutations see) to `sig + 4·j`: the document's shingle multiset, for exact Jaccard.
+ */
+function signBody(nvec: number, mode: 'sign' | 'shingles' = 'sign'): Body {
   const b = new Body();
   const flush = () => {
     // w = fmix64(h ^ wlen); words[m] = w; m++; e = chain(e, w); h = offset; wlen = 0
@@ -123,13 +127,15 @@ function signBody(nvec: number): Body {
   fmix64(b, L.e);
   b.i32Const(LAYOUT.exactHash).get(L.e).i64Store();
 
-  // Signature starts at the maximum value in every permutation.
-  b.get(P.nvec).i32Const(4).i32Shl().set(L2.nbytes);
-  b.i32Const(0).set(L2.q);
-  b.loop();
-  b.get(P.sig).get(L2.q).i32Add().i32Const(-1).i32x4Splat().v128Store();
-  b.get(L2.q).i32Const(16).i32Add().tee(L2.q).get(L2.nbytes).i32LtU().brIf(0);
-  b.end();
+  if (mode === 'sign') {
+    // Signature starts at the maximum value in every permutation.
+    b.get(P.nvec).i32Const(4).i32Shl().set(L2.nbytes);
+    b.i32Const(0).set(L2.q);
+    b.loop();
+    b.get(P.sig).get(L2.q).i32Add().i32Const(-1).i32x4Splat().v128Store();
+    b.get(L2.q).i32Const(16).i32Add().tee(L2.q).get(L2.nbytes).i32LtU().brIf(0);
+    b.end();
+  }
 
   b.get(L.m).i32Eqz().if();
   b.i32Const(LAYOUT.shingleCount).i32Const(0).i32Store();
@@ -156,17 +162,20 @@ function signBody(nvec: number): Body {
     fmix64(b, L2.s);
     b.get(L2.s).i32WrapI64().get(L2.s).i64Const(32n).i64ShrU().i32WrapI64().i32Xor().set(L2.x);
     fmix32(b, L2.x);
-    b.get(L2.x).i32x4Splat().set(L2.vx);
-
-    // Unrolled over the permutations (their count is fixed per module): constant offsets, no loop overhead.
-    for (let q = 0; q < nvec * 16; q += 16) {
-      b.get(P.sig);
-      b.get(P.sig).v128Load(q);
-      b.get(P.coef).v128Load(q).get(L2.vx).i32x4Mul();
-      b.get(P.coef)
-        .v128Load(nvec * 16 + q)
-        .i32x4Add();
-      b.i32x4MinU().v128Store(q);
+    if (mode === 'shingles') {
+      b.get(P.sig).get(L.j).i32Const(2).i32Shl().i32Add().get(L2.x).i32Store();
+    } else {
+      b.get(L2.x).i32x4Splat().set(L2.vx);
+      // Unrolled over the permutations (their count is fixed per module): constant offsets, no loop overhead.
+      for (let q = 0; q < nvec * 16; q += 16) {
+        b.get(P.sig);
+        b.get(P.sig).v128Load(q);
+        b.get(P.coef).v128Load(q).get(L2.vx).i32x4Mul();
+        b.get(P.coef)
+          .v128Load(nvec * 16 + q)
+          .i32x4Add();
+        b.i32x4MinU().v128Store(q);
+      }
     }
 
     b.get(L2.wp).i32Const(8).i32Add().set(L2.wp);
@@ -235,6 +244,8 @@ const compiled = new Map<number, object>();
 export interface KernelExports {
   memory: WasmMemory;
   sign(text: number, len: number, words: number, n: number, coef: number, sig: number, nvec: number): number;
+  /** Like sign, but writes each shingle's permutation input to `out + 4·j`; the shingle count is at LAYOUT.shingleCount. */
+  shingles(text: number, len: number, words: number, n: number, coef: number, out: number, nvec: number): number;
   bands(sig: number, nbands: number, rows: number, out: number): void;
   hashBytes(ptr: number, len: number): void;
 }
@@ -255,6 +266,13 @@ export function instantiateKernel(nvec: number): KernelExports {
           // p end c cls | h | wlen m inDigit | e | j count width k | s | x | vx | q wp | w | nbytes
           locals: [i32, i32, i32, i32, i64, i32, i32, i32, i64, i32, i32, i32, i32, i64, i32, v128, i32, i32, i64, i32],
           body: signBody(nvec),
+        },
+        {
+          name: 'shingles',
+          params: [i32, i32, i32, i32, i32, i32, i32],
+          results: [i32],
+          locals: [i32, i32, i32, i32, i64, i32, i32, i32, i64, i32, i32, i32, i32, i64, i32, v128, i32, i32, i64, i32],
+          body: signBody(nvec, 'shingles'),
         },
         { name: 'bands', params: [i32, i32, i32, i32], results: [], locals: [i32, i32, i64, i32], body: bandsBody() },
         { name: 'hashBytes', params: [i32, i32], results: [], locals: [i32, i64], body: hashBytesBody() },

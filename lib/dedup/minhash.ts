@@ -64,6 +64,25 @@ export function estimateJaccard(sigs: Uint32Array, i: number, sigsB: Uint32Array
 
 const PAGE = 65536;
 
+/** Exact Jaccard similarity of two shingle sets (sorted, distinct): |A ∩ B| / |A ∪ B|; 1 for two empty sets. */
+export function exactJaccard(a: Uint32Array, b: Uint32Array): number {
+  if (a.length === 0 && b.length === 0) return 1;
+  let i = 0;
+  let j = 0;
+  let common = 0;
+  while (i < a.length && j < b.length) {
+    const x = a[i];
+    const y = b[j];
+    if (x === y) {
+      common++;
+      i++;
+      j++;
+    } else if (x < y) i++;
+    else j++;
+  }
+  return common / (a.length + b.length - common);
+}
+
 /** Signs texts with the kernel. One per thread; not reentrant. */
 export class MinHasher {
   readonly params: MinHashParams;
@@ -138,6 +157,29 @@ export class MinHasher {
     this.exactLo = this.u32[LAYOUT.exactHash / 4];
     this.exactHi = this.u32[LAYOUT.exactHash / 4 + 1];
     return count;
+  }
+
+  /**
+   * The text's set of shingles, as the sorted distinct 32-bit values the permutations see: what the signature
+   * estimates the Jaccard similarity of, for verifying candidates exactly (`exactJaccard`).
+   */
+  shingleSet(text: string): Uint32Array {
+    let len = this.load(text, 3);
+    if (len !== text.length) {
+      const prepared = prepareNonAscii(text, this.params, len - text.length < text.length / 64);
+      len = this.load(prepared, 3);
+    }
+    const words = (this.textPtr + len + 15) & ~15;
+    const out = words + 8 * (Math.ceil(len / 2) + 2);
+    // At most one word, hence one shingle, per two bytes.
+    this.ensure(out + 4 * (Math.ceil(len / 2) + 2));
+    const count = this.kernel.shingles(this.textPtr, len, words, this.params.ngram, this.coefPtr, out, this.nvec);
+    if (count === 0) return new Uint32Array(0);
+    const shingles = this.u32[LAYOUT.shingleCount / 4];
+    const set = this.u32.slice(out / 4, out / 4 + shingles).sort();
+    let unique = 0;
+    for (let i = 0; i < set.length; i++) if (i === 0 || set[i] !== set[i - 1]) set[unique++] = set[i];
+    return set.subarray(0, unique);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { estimateJaccard, MinHasher } from './minhash';
+import { estimateJaccard, exactJaccard, MinHasher } from './minhash';
 
 /**
  * Stage a, per partition: the signatures of its documents plus what the later stages need from each (exact-dedup
@@ -45,10 +45,45 @@ export function signTexts(
   return part;
 }
 
-/** How the band join and the verification read two documents' signatures, wherever they live. */
+/** How the band join and the verification read two documents' similarity, wherever their data lives. */
 export interface SimilarityOracle {
-  /** Estimated Jaccard similarity of documents a and b (global indices). */
+  /** Jaccard similarity of documents a and b (global indices): exact, or estimated from signatures. */
   similarity(a: number, b: number): number;
+  /** Whether `similarity(a, b)` is exact; absent: always estimated. */
+  isExact?(a: number, b: number): boolean;
+}
+
+/**
+ * Shingle sets of some documents (the candidates), by global index, and the similarity verification uses: the exact
+ * Jaccard of two documents' shingle sets where both are held, else the signatures' estimate (an `against` index
+ * keeps signatures, not shingles).
+ */
+export class ExactSimilarity implements SimilarityOracle {
+  private readonly sets = new Map<number, Uint32Array>();
+
+  constructor(private readonly estimate: SimilarityOracle) {}
+
+  get size(): number {
+    return this.sets.size;
+  }
+
+  has(doc: number): boolean {
+    return this.sets.has(doc);
+  }
+
+  add(doc: number, set: Uint32Array): void {
+    this.sets.set(doc, set);
+  }
+
+  isExact(a: number, b: number): boolean {
+    return this.sets.has(a) && this.sets.has(b);
+  }
+
+  similarity(a: number, b: number): number {
+    const sa = this.sets.get(a);
+    const sb = this.sets.get(b);
+    return sa && sb ? exactJaccard(sa, sb) : this.estimate.similarity(a, b);
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { decodeEdges, resolveClusters, SignatureSubset, UnionFind } from '../../dedup';
+import { decodeEdges, ExactSimilarity, resolveClusters, SignatureSubset, UnionFind } from '../../dedup';
 import { mapLimit } from '../../common/map-limit';
 import { z } from 'zod';
 import { commitManifest, findCommittedManifest, parseManifestMeta, type ArtifactRef } from '../../storage/manifest';
@@ -6,7 +6,7 @@ import { STAGE_EPOCH } from '../stage-output';
 import { putArtifact, readVerified } from '../stage-io';
 import { BandJoinCountsSchema } from './join';
 import { clustersFile, clustersManifestUri, edgesManifestUri } from './layout';
-import { byUnit, loadSignatures, signatureUnits, unitFile, unitOf } from './signature-units';
+import { byUnit, loadShingles, loadSignatures, signatureUnits, unitFile, unitOf } from './signature-units';
 import { nearDedupOptions, READ_CONCURRENCY, round, type NearDedupStepInput } from './step';
 
 export interface NearDedupClusters {
@@ -38,7 +38,7 @@ export type ClustersMeta = z.infer<typeof ClustersMetaSchema>;
 /**
  * Step c: connected components of every band's edges (union-find over all documents); the earliest document of a
  * component is kept, an indexed one when it has one. Writes, per input partition, its removed documents with the
- * kept document's id and their estimated Jaccard.
+ * kept document's id and their Jaccard (exact with exact verification, else estimated).
  */
 export async function clusterNearDuplicates(
   input: NearDedupStepInput & {
@@ -85,7 +85,12 @@ export async function clusterNearDuplicates(
   }
   const subset = new SignatureSubset(numPerm);
   await loadSignatures(store, units, numPerm, subset, needed);
-  const clusters = resolveClusters(uf, total, subset, { removableFrom: indexed });
+  let oracle: SignatureSubset | ExactSimilarity = subset;
+  if (options.verification === 'exact') {
+    oracle = new ExactSimilarity(subset);
+    await loadShingles(store, units, oracle, needed);
+  }
+  const clusters = resolveClusters(uf, total, oracle, { removableFrom: indexed });
 
   // The kept documents' ids, from the units that hold them.
   const keptIds = new Map<number, string>();

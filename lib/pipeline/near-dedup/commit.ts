@@ -23,6 +23,8 @@ export interface NearDedupFacts {
   rows: number;
   /** (1/b)^(1/r): where the S-curve is steepest, near its 50% point. */
   sCurveMidpoint: number;
+  /** How candidate pairs were verified: the exact Jaccard of shingle sets, or the signatures' estimate. */
+  verification: 'exact' | 'estimate' | 'none';
   verifyThreshold: number | null;
   /** Candidate pairs and verified ones, summed over bands: a pair found in several bands counts in each. */
   candidatePairs: number;
@@ -104,6 +106,7 @@ export async function commitNearDedup(
     bands: options.lsh.bands,
     rows: options.lsh.rows,
     sCurveMidpoint: round(sCurveThreshold(options.lsh), 4),
+    verification: options.verification,
     verifyThreshold: options.verifyThreshold === undefined ? null : round(options.verifyThreshold, 4),
     candidatePairs: clusters.candidatePairs,
     verifiedPairs: clusters.verifiedPairs,

@@ -12,7 +12,7 @@ import { nearDedupOptions, type NearDedupStepInput } from './step';
 
 /**
  * Step d for one partition: rewrites it without its removed documents, which go to the rejected partitions with
- * rule `dedup.near`, the kept document's id and the estimated Jaccard; writes the kept documents' signature index.
+ * rule `dedup.near`, the kept document's id and their Jaccard (exact, or estimated); writes the kept documents' signature index.
  */
 export async function filterNearDuplicates(
   input: NearDedupStepInput & {
@@ -61,6 +61,7 @@ export async function filterNearDuplicates(
     ]),
   );
 
+  const jaccardLabel = nearDedupOptions(input.near).verification === 'exact' ? 'Jaccard' : 'estimated Jaccard';
   const stats = emptyStats();
   const writers = stageWriters(store, partFolder, input.limits);
   const partition = (await readManifest(store, input.input)).objects[input.index];
@@ -75,7 +76,7 @@ export async function filterNearDuplicates(
         doc,
         stage: 'dedup',
         rule: 'dedup.near',
-        detail: `near duplicate of ${removal.duplicateOf} (estimated Jaccard ${removal.similarity})`,
+        detail: `near duplicate of ${removal.duplicateOf} (${jaccardLabel} ${removal.similarity})`,
         duplicateOf: removal.duplicateOf,
         similarity: removal.similarity,
       });

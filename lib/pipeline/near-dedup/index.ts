@@ -5,7 +5,7 @@
  *
  *   plan, once:               the fan-out, the `against` index, or the committed stage
  *   sign, per partition:      signatures, ids, and one run per band sorted by key
- *   join, per band group:     candidate pairs of each band, verified by estimated Jaccard
+ *   join, per band group:     candidate pairs of each band, verified by exact (or estimated) Jaccard
  *   cluster, once:            union-find over every band's edges; per partition, what it removes
  *   filter, per partition:    kept and rejected partitions, and the kept documents' signature index
  *   commit, once:             the signature index of the stage, then its manifest, last

@@ -2,9 +2,11 @@ import {
   decodeBandRun,
   EdgeList,
   encodeEdges,
+  ExactSimilarity,
   joinBand,
   SignatureSubset,
   verifyGroups,
+  verifyOptionsOf,
   type BandRun,
 } from '../../dedup';
 import { mapLimit } from '../../common/map-limit';
@@ -13,7 +15,7 @@ import { commitManifest, findCommittedManifest, parseManifestMeta } from '../../
 import { STAGE_EPOCH } from '../stage-output';
 import { putArtifact, readVerified } from '../stage-io';
 import { bandFile, edgesFile, edgesManifestUri } from './layout';
-import { loadSignatures, signatureUnits, unitFile, type SignatureUnit } from './signature-units';
+import { loadShingles, loadSignatures, signatureUnits, unitFile, type SignatureUnit } from './signature-units';
 import { nearDedupOptions, READ_CONCURRENCY, type NearDedupStepInput } from './step';
 
 /** One step's counts from the band join. */
@@ -25,8 +27,9 @@ export const BandJoinCountsSchema = z.looseObject({
 export type BandJoinCounts = Pick<z.infer<typeof BandJoinCountsSchema>, 'candidates' | 'compared' | 'accepted'>;
 
 /**
- * Step b for a group of bands: each band's runs from every unit joined into candidate groups, verified by the
- * Jaccard estimated from full signatures (loaded for the candidates only), written as that band's edges. A band's
+ * Step b for a group of bands: each band's runs from every unit joined into candidate groups, verified by the exact
+ * Jaccard of their shingle sets (or, with `verify: 'estimate'` and for an `against` index's documents, the Jaccard
+ * estimated from full signatures; both loaded for the candidates only), written as that band's edges. A band's
  * edges depend on that band alone, so any grouping of bands gives the same files.
  */
 export async function joinNearDedupBands(
@@ -43,6 +46,7 @@ export async function joinNearDedupBands(
   const total: BandJoinCounts = { candidates: 0, compared: 0, accepted: 0 };
   let units: SignatureUnit[] | undefined;
   const subset = new SignatureSubset(numPerm);
+  const exact = options.verification === 'exact' ? new ExactSimilarity(subset) : undefined;
   for (const band of input.bands) {
     const manifestUri = edgesManifestUri(folder, band);
     const committed = await findCommittedManifest(store, manifestUri);
@@ -57,8 +61,9 @@ export async function joinNearDedupBands(
       });
       const groups = joinBand(runs.length ? runs : [emptyRun(band)]);
       await loadSignatures(store, units, numPerm, subset, groups.docs);
+      if (exact) await loadShingles(store, units, exact, groups.docs);
       const edges = new EdgeList();
-      counts = verifyGroups(groups, subset, edges, { minSimilarity: options.verifyThreshold });
+      counts = verifyGroups(groups, exact ?? subset, edges, verifyOptionsOf(options));
       const ref = await putArtifact(store, edgesFile(folder, band), encodeEdges(band, edges));
       await commitManifest(store, manifestUri, {
         kind: 'near-dedup-edges',

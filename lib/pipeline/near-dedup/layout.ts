@@ -3,7 +3,8 @@ import { pad } from '../../common/pad';
 /**
  * Where each near-dedup step keeps its output under the stage folder (`<run>/near-dedup`):
  *
- *   signatures/index-N/, signatures/part-N/   step sign: sigs.bin, ids.txt, band-B.bin, manifest.json
+ *   signatures/index-N/, signatures/part-N/   step sign: sigs.bin, ids.txt, band-B.bin, shingles.bin (exact
+ *                                            verification; input partitions only), manifest.json
  *   edges/band-B.bin, edges/band-B.manifest.json   step join
  *   clusters/part-N.jsonl, clusters/manifest.json  step cluster
  *   filter/part-N/                           step filter: kept and rejected partitions, index.bin
@@ -12,6 +13,9 @@ import { pad } from '../../common/pad';
 export function nearDedupFolder(run: string): string {
   return `${run}/near-dedup`;
 }
+
+/** A signature unit's shingle sets, which exact verification reads for the candidates. */
+export const SHINGLES_FILE = 'shingles.bin';
 
 export const bandFile = (band: number) => `band-${pad(band, 3)}.bin`;
 

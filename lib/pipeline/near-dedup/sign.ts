@@ -6,11 +6,15 @@ import { createGunzip } from 'node:zlib';
 import {
   emptyPartition,
   encodeBandRun,
+  encodeShingles,
   encodeSignatures,
   MinHasher,
+  packShingles,
   partitionBandRuns,
+  shingleSetOf,
   type ChunkSettings,
   type MinHashParams,
+  type PackedShingles,
   type PartitionSignatures,
   type ResolvedDedupOptions,
   type SignedChunk,
@@ -22,7 +26,7 @@ import type { TieredStore } from '../../storage/tiered-store';
 import { STAGE_EPOCH } from '../stage-output';
 import { putArtifact } from '../stage-io';
 import { readAgainstUnit } from './against';
-import { bandFile, signatureFolder } from './layout';
+import { bandFile, signatureFolder, SHINGLES_FILE } from './layout';
 import type { NearDedupPlan } from './plan';
 import { nearDedupOptions, READ_CONCURRENCY, type NearDedupStepInput } from './step';
 
@@ -65,7 +69,7 @@ export async function signNearDedupUnit(
   const committed = await findCommittedManifest(store, `${unitFolder}/manifest.json`);
   if (committed) return { documents: (committed.manifest.meta as { documents: number }).documents };
   const options = nearDedupOptions(input.near);
-  let signed: { part: PartitionSignatures; ids: string[] };
+  let signed: { part: PartitionSignatures; ids: string[]; shingles?: PackedShingles };
   if (input.unit < plan.indexPartitions) {
     if (!plan.against) throw new Error('signNearDedupUnit: an index unit without the index manifest');
     signed = await readAgainstUnit(store, plan.against, input.unit);
@@ -77,6 +81,7 @@ export async function signNearDedupUnit(
   const runs = partitionBandRuns(hasherFor(options.minhash), part, options.lsh);
   const objects = [
     await putArtifact(store, `${unitFolder}/sigs.bin`, encodeSignatures(part)),
+    ...(signed.shingles ? [await putArtifact(store, `${unitFolder}/${SHINGLES_FILE}`, encodeShingles(signed.shingles))] : []),
     await putArtifact(store, `${unitFolder}/ids.txt`, ids.map((id) => id + '\n').join('')),
     ...(await mapLimit(runs, READ_CONCURRENCY, (run) =>
       putArtifact(store, `${unitFolder}/${bandFile(run.band)}`, encodeBandRun(run)),
@@ -99,14 +104,20 @@ async function signPartition(
   options: ResolvedDedupOptions,
   pool: ChunkSigningPool,
   onProgress?: (documents: number) => void,
-): Promise<{ part: PartitionSignatures; ids: string[] }> {
+): Promise<{ part: PartitionSignatures; ids: string[]; shingles?: PackedShingles }> {
   // The pool's workers read byte ranges of a local JSON-lines file: a document record is a line {"id", "text", ...}.
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'flywheel-near-dedup-'));
   try {
     const file = path.join(dir, 'partition.jsonl');
     await pipeline(await openVerified(store, partition), createGunzip(), fs.createWriteStream(file));
     const size = (await fs.promises.stat(file)).size;
-    const settings: ChunkSettings = { minhash: options.minhash, lsh: options.lsh, exactField: undefined };
+    const settings: ChunkSettings = {
+      minhash: options.minhash,
+      lsh: options.lsh,
+      exactField: undefined,
+      // Exact verification reads the candidates' shingle sets in the join step: each unit keeps its documents'.
+      shingles: options.verification === 'exact',
+    };
     const jobs: Promise<SignedChunk>[] = [];
     for (let start = 0; start < size; start += SIGN_CHUNK_BYTES)
       jobs.push(pool.sign(settings, file, start, Math.min(start + SIGN_CHUNK_BYTES, size)));
@@ -127,8 +138,11 @@ async function signPartition(
   }
 }
 
-/** Signed chunks, in order, as one partition's signatures and ids. */
-function joinChunks(chunks: readonly SignedChunk[], numPerm: number): { part: PartitionSignatures; ids: string[] } {
+/** Signed chunks, in order, as one partition's signatures, ids and (when signed with them) shingle sets. */
+function joinChunks(
+  chunks: readonly SignedChunk[],
+  numPerm: number,
+): { part: PartitionSignatures; ids: string[]; shingles?: PackedShingles } {
   const count = chunks.reduce((n, c) => n + c.count, 0);
   const part = emptyPartition(count, numPerm);
   const ids: string[] = [];
@@ -141,5 +155,8 @@ function joinChunks(chunks: readonly SignedChunk[], numPerm: number): { part: Pa
     for (const id of c.ids) ids.push(id);
     at += c.count;
   }
-  return { part, ids };
+  if (chunks.some((c) => c.shingles === undefined)) return { part, ids };
+  const sets: Uint32Array[] = [];
+  for (const c of chunks) for (let i = 0; i < c.count; i++) sets.push(shingleSetOf(c.shingles as PackedShingles, i));
+  return { part, ids, shingles: packShingles(sets) };
 }

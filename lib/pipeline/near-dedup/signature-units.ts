@@ -1,9 +1,17 @@
-import { decodeSignatures, signatureOffset, type SignatureSubset } from '../../dedup';
+import {
+  decodeShingles,
+  decodeSignatures,
+  shingleLayout,
+  shingleSetOf,
+  signatureOffset,
+  type ExactSimilarity,
+  type SignatureSubset,
+} from '../../dedup';
 import { mapLimit } from '../../common/map-limit';
 import { findCommittedManifest, type ArtifactRef } from '../../storage/manifest';
 import type { TieredStore } from '../../storage/tiered-store';
 import { readVerified } from '../stage-io';
-import { signatureFolder } from './layout';
+import { signatureFolder, SHINGLES_FILE } from './layout';
 import { READ_CONCURRENCY } from './step';
 
 /**
@@ -131,5 +139,69 @@ export async function loadSignatures(
       }
     }
     locals.forEach((local, k) => subset.add(unit.docBase + local, rows, k));
+  });
+}
+
+/** Bytes of a ranged read; short reads are errors. */
+async function readRange(store: TieredStore, file: ArtifactRef, start: number, end: number): Promise<Buffer> {
+  if (end > file.bytes) throw new Error(`near dedup: ${file.uri} is shorter than the range ${start}..${end}`);
+  const chunks: Buffer[] = [];
+  for await (const chunk of await store.get(file.uri, { range: { start, end: end - 1 } })) chunks.push(chunk as Buffer);
+  const bytes = Buffer.concat(chunks);
+  if (bytes.length !== end - start) throw new Error(`near dedup: short read of ${file.uri} at ${start}`);
+  return bytes;
+}
+
+/**
+ * Loads the shingle sets of some documents into `oracle` (exact verification): from units that kept them (input
+ * partitions; an `against` index's units keep none, so its documents stay estimated). Like `loadSignatures`, a whole
+ * verified file when many of a unit's documents are wanted, else its offsets and then runs of neighbours' sets.
+ */
+export async function loadShingles(
+  store: TieredStore,
+  units: readonly SignatureUnit[],
+  oracle: ExactSimilarity,
+  docs: Iterable<number>,
+  opts: { denseShare?: number; maxRanges?: number } = {},
+): Promise<void> {
+  const missing: number[] = [];
+  for (const doc of docs) if (!oracle.has(doc)) missing.push(doc);
+  await mapLimit([...byUnit(units, missing)], READ_CONCURRENCY, async ([u, locals]) => {
+    const unit = units[u];
+    const file = unit.files.get(SHINGLES_FILE);
+    if (!file) return;
+    if (locals.length >= unit.documents * (opts.denseShare ?? 0.125)) {
+      const packed = decodeShingles(await readVerified(store, file));
+      for (const local of locals) oracle.add(unit.docBase + local, shingleSetOf(packed, local).slice());
+      return;
+    }
+    const count = unit.documents;
+    const head = await readRange(store, file, 0, shingleLayout.offsetsEnd(count));
+    if (shingleLayout.check(head).count !== count)
+      throw new Error(`near dedup: ${file.uri} holds other than ${count} shingle sets`);
+    const offsets = shingleLayout.offsets(head, count);
+    const ranges: [number, number][] = [];
+    for (const local of locals) {
+      const last = ranges[ranges.length - 1];
+      if (last && last[1] === local) last[1] = local + 1;
+      else ranges.push([local, local + 1]);
+    }
+    if (ranges.length > (opts.maxRanges ?? 256)) {
+      const packed = decodeShingles(await readVerified(store, file));
+      for (const local of locals) oracle.add(unit.docBase + local, shingleSetOf(packed, local).slice());
+      return;
+    }
+    for (const [from, to] of ranges) {
+      const bytes = await readRange(
+        store,
+        file,
+        shingleLayout.value(count, offsets[from]),
+        shingleLayout.value(count, offsets[to]),
+      );
+      const values = new Uint32Array(bytes.length / 4);
+      Buffer.from(values.buffer).set(bytes);
+      for (let local = from; local < to; local++)
+        oracle.add(unit.docBase + local, values.subarray(offsets[local] - offsets[from], offsets[local + 1] - offsets[from]));
+    }
   });
 }

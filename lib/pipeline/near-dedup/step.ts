@@ -22,6 +22,7 @@ export function nearDedupOptions(near: NearDedupSpec): ResolvedDedupOptions {
     bands: near.bands,
     normalizeNumbers: near.normalizeNumbers,
     normalizeDiacritics: near.normalizeDiacritics,
+    verify: near.verify,
     exact: false,
   });
 }
