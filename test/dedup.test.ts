@@ -39,13 +39,7 @@ import {
   unionEdges,
   verifyGroups,
 } from '../lib/dedup';
-import {
-  permutationInput,
-  referenceBandKey,
-  referenceSignature,
-  shingleHash,
-  wordHash,
-} from '../lib/dedup/reference';
+import { permutationInput, referenceBandKey, referenceSignature, shingleHash, wordHash } from '../lib/dedup/reference';
 import { DedupPool } from '../lib/dedup/dedup-pool';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-dedup-'));
@@ -166,7 +160,10 @@ describe('MinHash signatures', () => {
           const expected = new Set<number>();
           for (let j = 0; words.length > 0 && j <= words.length - width; j++)
             expected.add(permutationInput(shingleHash(words.slice(j, j + width))));
-          assert.deepEqual([...hasher.shingleSet(text)], [...expected].sort((x, y) => x - y));
+          assert.deepEqual(
+            [...hasher.shingleSet(text)],
+            [...expected].sort((x, y) => x - y),
+          );
         }),
         { numRuns: 400 },
       );

@@ -18,7 +18,15 @@ export type WorkerJob =
   | { kind: 'sign'; seq: number; settings: ChunkSettings; file: string; start: number; end: number }
   | { kind: 'join'; seq: number; chunks: BandKeyChunk[]; numBands: number; bands: number[] }
   | { kind: 'write'; seq: number; ranges: KeptRange[] }
-  | { kind: 'shingles'; seq: number; settings: ChunkSettings; file: string; start: number; end: number; docs: Uint32Array };
+  | {
+      kind: 'shingles';
+      seq: number;
+      settings: ChunkSettings;
+      file: string;
+      start: number;
+      end: number;
+      docs: Uint32Array;
+    };
 
 export type WorkerReply =
   | { seq: number; chunk: SignedChunk }

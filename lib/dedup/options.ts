@@ -78,8 +78,7 @@ export function resolveDedupOptions(opts: DedupOptions = {}): ResolvedDedupOptio
     problems.push(`verify = ${String(opts.verify)}: expected 'exact', 'estimate' or false`);
   const verify = verification !== 'none';
   const weights =
-    opts.weights ??
-    (verification === 'exact' ? EXACT_VERIFIED_WEIGHTS : verify ? VERIFIED_WEIGHTS : EQUAL_WEIGHTS);
+    opts.weights ?? (verification === 'exact' ? EXACT_VERIFIED_WEIGHTS : verify ? VERIFIED_WEIGHTS : EQUAL_WEIGHTS);
   let lsh: LshParams = { bands: 1, rows: 1 };
   if (opts.bands !== undefined) {
     wholeAtLeast('bands', opts.bands, 1);
@@ -113,7 +112,9 @@ export function resolveDedupOptions(opts: DedupOptions = {}): ResolvedDedupOptio
 }
 
 /** What the verification of candidate pairs is given for these options. */
-export function verifyOptionsOf(options: Pick<ResolvedDedupOptions, 'verification' | 'threshold' | 'verifyThreshold'>): VerifyOptions {
+export function verifyOptionsOf(
+  options: Pick<ResolvedDedupOptions, 'verification' | 'threshold' | 'verifyThreshold'>,
+): VerifyOptions {
   switch (options.verification) {
     case 'none':
       return {};

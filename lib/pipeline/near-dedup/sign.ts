@@ -81,7 +81,9 @@ export async function signNearDedupUnit(
   const runs = partitionBandRuns(hasherFor(options.minhash), part, options.lsh);
   const objects = [
     await putArtifact(store, `${unitFolder}/sigs.bin`, encodeSignatures(part)),
-    ...(signed.shingles ? [await putArtifact(store, `${unitFolder}/${SHINGLES_FILE}`, encodeShingles(signed.shingles))] : []),
+    ...(signed.shingles
+      ? [await putArtifact(store, `${unitFolder}/${SHINGLES_FILE}`, encodeShingles(signed.shingles))]
+      : []),
     await putArtifact(store, `${unitFolder}/ids.txt`, ids.map((id) => id + '\n').join('')),
     ...(await mapLimit(runs, READ_CONCURRENCY, (run) =>
       putArtifact(store, `${unitFolder}/${bandFile(run.band)}`, encodeBandRun(run)),

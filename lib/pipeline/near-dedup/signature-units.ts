@@ -201,7 +201,10 @@ export async function loadShingles(
       const values = new Uint32Array(bytes.length / 4);
       Buffer.from(values.buffer).set(bytes);
       for (let local = from; local < to; local++)
-        oracle.add(unit.docBase + local, values.subarray(offsets[local] - offsets[from], offsets[local + 1] - offsets[from]));
+        oracle.add(
+          unit.docBase + local,
+          values.subarray(offsets[local] - offsets[from], offsets[local + 1] - offsets[from]),
+        );
     }
   });
 }
