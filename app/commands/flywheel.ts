@@ -3,10 +3,10 @@ import { InvalidArgumentError } from 'commander';
 import type { WorkflowHandle } from '@temporalio/client';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
 import { loadConfig } from '../../lib/config';
-import type { FlywheelInput, FlywheelProgress, FlywheelResult } from '../../lib/contracts/flywheel';
+import { FlywheelSpec, type FlywheelProgress, type FlywheelResult } from '../../lib/contracts/flywheel';
 import type { FlywheelClient } from '../../client/flywheel-client';
 import { followWorkflow } from './follow';
-import { readSpecFile } from './pipeline';
+import { readCheckedSpec } from './pipeline';
 
 function describeProgress(p: FlywheelProgress): string {
   return (
@@ -59,7 +59,7 @@ export function registerFlywheelCommands(program: Command, deps: { connect: () =
     .option('--json', 'print the result (or the started workflow) as JSON on stdout')
     .action(async (opts: { spec: string; wait?: boolean; json?: boolean }) => {
       loadConfig();
-      const spec = readSpecFile(opts.spec) as FlywheelInput;
+      const spec = readCheckedSpec(opts.spec, 'flywheelRun', FlywheelSpec);
       const client = await deps.connect();
       const handle = await client.startFlywheel(spec);
       const say = (line: string) => (opts.json ? console.error : console.log)(line);
@@ -98,7 +98,7 @@ export function registerFlywheelCommands(program: Command, deps: { connect: () =
     .option('--json', 'print {scheduleId} as JSON')
     .action(async (opts: { spec: string; json?: boolean }) => {
       loadConfig();
-      const spec = readSpecFile(opts.spec) as FlywheelInput;
+      const spec = readCheckedSpec(opts.spec, 'flywheelRun', FlywheelSpec);
       const handle = await (await deps.connect()).createFlywheelSchedule(spec);
       const d = await handle.describe();
       if (opts.json) console.log(JSON.stringify({ scheduleId: handle.scheduleId }));

@@ -1,7 +1,10 @@
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
+import type { z } from 'zod';
 import type { WorkflowHandle } from '@temporalio/client';
 import { loadConfig } from '../../lib/config';
+import { parseSpec } from '../../lib/contracts/invalid-spec';
+import { PipelineSpec } from '../../lib/contracts/pipeline';
 import type { DatasetSummary, PipelineProgress } from '../../lib/contracts/pipeline-results';
 import type { FlywheelClient } from '../../client/flywheel-client';
 import { followWorkflow } from './follow';
@@ -19,6 +22,17 @@ export function readSpecFile(file: string): unknown {
   } catch (err) {
     throw Object.assign(new Error(`spec file ${file} is not valid JSON: ${(err as Error).message}`), { exitCode: 2 });
   }
+}
+
+/**
+ * Reads a spec file and checks it against its workflow's schema before anything connects, so a bad spec is reported
+ * as such (InvalidSpec, exit 2, every bad field listed) even when no server is up. Returns the spec as written: the
+ * client and the workflow apply the defaults.
+ */
+export function readCheckedSpec<S extends z.ZodType>(file: string, specName: string, schema: S): z.input<S> {
+  const spec = readSpecFile(file);
+  parseSpec(specName, schema, spec);
+  return spec as z.input<S>;
 }
 
 function describeProgress(p: PipelineProgress): string {
@@ -60,9 +74,9 @@ export function registerPipelineCommands(program: Command, deps: { connect: () =
     .option('--json', 'print the result (or the started workflow) as JSON on stdout')
     .action(async (opts: { spec: string; wait?: boolean; json?: boolean }) => {
       loadConfig();
-      const spec = readSpecFile(opts.spec);
+      const spec = readCheckedSpec(opts.spec, 'dataPipeline', PipelineSpec);
       const flywheel = await deps.connect();
-      const handle = await flywheel.startPipeline(spec as never);
+      const handle = await flywheel.startPipeline(spec);
       const say = (line: string) => (opts.json ? console.error : console.log)(line);
       say(`started ${handle.workflowId}`);
       if (!opts.wait) {

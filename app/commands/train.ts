@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import type { WorkflowHandle } from '@temporalio/client';
 import { loadConfig } from '../../lib/config';
-import type { TrainingInput, TrainingProgress, TrainingResult } from '../../lib/contracts/training';
+import { TrainingSpec, type TrainingProgress, type TrainingResult } from '../../lib/contracts/training';
 import type { FlywheelClient } from '../../client/flywheel-client';
 import { followWorkflow } from './follow';
-import { readSpecFile } from './pipeline';
+import { readCheckedSpec } from './pipeline';
 
 export type { TrainingResult };
 
@@ -65,7 +65,7 @@ export function registerTrainCommands(program: Command, deps: { connect: () => P
     .option('--json', 'print the result (or the started workflow) as JSON on stdout')
     .action(async (opts: { spec: string; wait?: boolean; json?: boolean }) => {
       loadConfig();
-      const spec = readSpecFile(opts.spec) as TrainingInput;
+      const spec = readCheckedSpec(opts.spec, 'trainingRun', TrainingSpec);
       const flywheel = await deps.connect();
       const handle = await flywheel.startTraining(spec);
       const say = (line: string) => (opts.json ? console.error : console.log)(line);
