@@ -189,57 +189,6 @@ export function verifyGroups(
   return counts;
 }
 
-/**
- * Stage c on one machine: like `verifyGroups`, but against the clusters of every band so far (`uf`), so pairs
- * already connected through earlier bands or exact duplicates are never compared again. Deterministic for a given
- * band order; the command verifies bands 0, 1, 2, ... after exact dedup.
- */
-export function verifyGroupsInto(
-  groups: CandidateGroups,
-  oracle: SimilarityOracle,
-  uf: UnionFind,
-  edges: EdgeList,
-  opts: VerifyOptions = {},
-): VerifyCounts {
-  const counts: VerifyCounts = { candidates: 0, compared: 0, accepted: 0 };
-  const maxComparisons = opts.maxComparisons ?? 64;
-  const min = opts.minSimilarity;
-  const reps: number[] = [];
-  for (let g = 0; g + 1 < groups.offsets.length; g++) {
-    const start = groups.offsets[g];
-    const end = groups.offsets[g + 1];
-    counts.candidates += ((end - start) * (end - start - 1)) / 2;
-    reps.length = 0;
-    for (let i = start; i < end; i++) {
-      const doc = groups.docs[i];
-      if (min === undefined) {
-        if (i > start && uf.union(groups.docs[start], doc)) edges.push(groups.docs[start], doc, NaN);
-        continue;
-      }
-      let joined = false;
-      let comparisons = 0;
-      for (let r = 0; r < reps.length && comparisons < maxComparisons; r++) {
-        const rep = reps[r];
-        if (uf.find(rep) === uf.find(doc)) {
-          joined = true;
-          continue;
-        }
-        comparisons++;
-        counts.compared++;
-        const similarity = oracle.similarity(rep, doc);
-        if (similarity >= barFor(oracle, rep, doc, min, opts)) {
-          counts.accepted++;
-          uf.union(rep, doc);
-          edges.push(rep, doc, similarity);
-          joined = true;
-        }
-      }
-      if (!joined) reps.push(doc);
-    }
-  }
-  return counts;
-}
-
 /** Adds edges to the clustering. */
 export function unionEdges(uf: UnionFind, edges: EdgeList): void {
   for (let i = 0; i < edges.count; i++) uf.union(edges.a[i], edges.b[i]);

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EdgeList, verifyGroupsInto, type BandKeyChunk, type CandidateGroups } from './band-join';
+import { EdgeList, unionEdges, verifyGroups, type BandKeyChunk, type CandidateGroups } from './band-join';
 import { resolveClusters, type Clusters } from './cluster';
 import { DedupInputError } from './errors';
 import { exactDuplicates } from './exact';
@@ -268,7 +268,7 @@ export async function dedupJsonl(inputPath: string, outDir: string, opts: DedupJ
       exactDuplicates(exactHi.view(), exactLo.view(), identity(docs), uf, (_, doc) => {
         if (doc >= indexed) exactRepeats++;
       });
-    // Stage c in band order against all clusters so far: deterministic, and connected pairs are not compared again.
+    // Stage c: every band's groups verified on their own (as the pipeline's join does), then one union of all edges.
     const joined = await Promise.all(joins);
     const oracle =
       options.verification === 'exact'
@@ -277,10 +277,11 @@ export async function dedupJsonl(inputPath: string, outDir: string, opts: DedupJ
     const edges = new EdgeList();
     const verify = verifyOptionsOf(options);
     for (let b = 0; b < bands; b++) {
-      const counts = verifyGroupsInto(joined[b % shares][Math.floor(b / shares)], oracle, uf, edges, verify);
+      const counts = verifyGroups(joined[b % shares][Math.floor(b / shares)], oracle, edges, verify);
       candidatePairs += counts.candidates;
       verifiedPairs += counts.accepted;
     }
+    unionEdges(uf, edges);
     clusters = resolveClusters(uf, docs, oracle, { removableFrom: indexed });
     for (const d of clusters.removed) if (clusters.keptOf[d] < indexed) indexDuplicates++;
     clustered = performance.now();
