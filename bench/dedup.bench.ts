@@ -88,10 +88,10 @@ export function dedupBenchmarks(): Benchmark[] {
     inputBytes = writeJsonl(input, texts);
   };
   let round = 0;
-  const command = (workers: number) => ({
-    label: `flywheel dedup --workers ${workers}`,
+  const command = (workers: number, verify: 'exact' | 'estimate' = 'exact') => ({
+    label: `flywheel dedup --workers ${workers} --verify ${verify}`,
     async run() {
-      const stats = await dedupJsonl(input, path.join(dir, `out-${workers}-${round++ % 2}`), { workers });
+      const stats = await dedupJsonl(input, path.join(dir, `out-${workers}-${round++ % 2}`), { workers, verify });
       return { value: inputBytes / MB / stats.seconds };
     },
   });
@@ -194,6 +194,16 @@ export function dedupBenchmarks(): Benchmark[] {
       setup: prepareSpeedCorpus,
       candidate: command(2),
       baseline: command(1),
+    },
+    {
+      // What exact verification costs: a second read of the candidates' texts, their shingle sets, merge comparisons.
+      name: 'dedup command, 100k documents, 2 threads: exact verification vs verification by estimate',
+      unit: 'MB/s',
+      target: 0.7,
+      rounds: 3,
+      setup: prepareSpeedCorpus,
+      candidate: command(2, 'exact'),
+      baseline: command(2, 'estimate'),
     },
     {
       name: 'dedup vs datasketch 2.0 per core: same 20k documents, shingles, num_perm 128, threshold 0.8',
