@@ -107,7 +107,12 @@ async function runPipeline(input: unknown, budget: ExecutionBudget): Promise<Dat
     return { ...committed, reused: true };
   }
   const plan = await budget.once('plan', () =>
-    io.planCollection({ ...runKey, sources: spec.sources, unitsPerBatch: spec.unitsPerBatch }),
+    io.planCollection({
+      ...runKey,
+      sources: spec.sources,
+      unitsPerBatch: spec.unitsPerBatch,
+      unitBytes: spec.unitBytes,
+    }),
   );
 
   stage('collect', plan.batches);

@@ -63,12 +63,15 @@ export interface Line {
   overflowBytes?: number;
 }
 
-/** Splits a byte stream on '\n' without ever holding more than `maxLineBytes` of one line. */
-export async function* splitLines(source: ByteChunks, maxLineBytes: number): AsyncGenerator<Line> {
+/**
+ * Splits a byte stream on '\n' without ever holding more than `maxLineBytes` of one line. `firstNumber` numbers the
+ * first line: a byte range of a file continues the file's numbering.
+ */
+export async function* splitLines(source: ByteChunks, maxLineBytes: number, firstNumber = 1): AsyncGenerator<Line> {
   let pieces: Buffer[] = [];
   let pendingBytes = 0;
   let overflow = 0;
-  let number = 0;
+  let number = firstNumber - 1;
   const emit = (): Line => {
     number++;
     let line: Line;

@@ -4,6 +4,8 @@ export * from './context';
 export * from './reach';
 export * from './source-unit';
 export * from './plan';
+export * from './split-units';
+export type { LineRange } from './line-ranges';
 export * from './read-unit';
 export * from './stats';
 export { QUARANTINE_REASONS, type QuarantineReason, type CollectEvent } from './records';

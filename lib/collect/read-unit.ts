@@ -3,7 +3,9 @@ import { excerpt, truncateUtf8 } from './bytes';
 import type { CollectContext } from './context';
 import { CollectError, SourceMisconfigured } from './errors';
 import type { ParseOptions } from './formats/input';
+import { readJsonLines } from './formats/json-records';
 import { parseInput } from './formats/parse-input';
+import { ownedLineBytes } from './line-ranges';
 import { sampleRange } from './plan';
 import { positionLabel, positionSuffix, type CollectEvent, type QuarantineReason, type RawRecord } from './records';
 import { sampleCorpus } from './sample-corpus';
@@ -70,7 +72,14 @@ async function* rawRecords(unit: SourceUnit, ctx: CollectContext): AsyncGenerato
   }
   const opened = await openUnit(unit, ctx);
   try {
-    yield* parseInput(opened.input, parseOptionsOf(unit.source));
+    if (unit.range === undefined) {
+      yield* parseInput(opened.input, parseOptionsOf(unit.source));
+    } else {
+      // Planning checked the file's head as parseInput would (uncompressed JSON lines, text): the range is its lines.
+      const { input } = opened;
+      const owned = { ...input, chunks: ownedLineBytes(input.chunks, unit.range) };
+      yield* readJsonLines(owned, parseOptionsOf(unit.source), unit.range.linesBefore + 1);
+    }
   } finally {
     await opened.close();
   }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { LineRange } from './line-ranges';
 import type { SourceSpec } from './source-spec';
 
 /**
@@ -10,18 +11,32 @@ export interface SourceUnit {
   id: string;
   /** The source it belongs to, with defaults applied (readUnit needs its limits, format and fields). */
   source: SourceSpec;
-  /** Where in the source: a relative path, an object key, the URL, or a document range `start-end` of a sample. */
+  /**
+   * Where in the source: a relative path, an object key, the URL, or a document range `start-end` of a sample; a
+   * byte range of a file adds `@start-end`.
+   */
   ref: string;
   /** The location documents name in Document.source: a path, s3:// URI, URL or `sample:<name>`. */
   uri: string;
-  /** Size in bytes when known before reading (0 for URLs). */
+  /** Size in bytes when known before reading (0 for URLs); of the range alone for a ranged unit. */
   bytes: number;
   /** Last modification (ISO 8601) when the store says. */
   modified?: string;
+  /**
+   * Set when the unit is one byte range of a larger file (see splitUnits): only formats that can start mid-file get
+   * one (JSON lines today; Parquet row groups could later), and their reader reads only what the range owns.
+   */
+  range?: LineRange;
 }
 
 export function unitId(uri: string, ref: string): string {
   return createHash('sha256').update(`${uri}\n${ref}`).digest('hex').slice(0, 16);
+}
+
+/** The unit of one byte range of `unit`, a whole file: its own ref and id, the file's uri (documents name the file). */
+export function rangeUnit(unit: SourceUnit, range: LineRange): SourceUnit {
+  const ref = `${unit.ref}@${range.start}-${range.end}`;
+  return { ...unit, id: unitId(unit.uri, ref), ref, bytes: range.end - range.start, range };
 }
 
 /** A document id derived from where the document sits, for sources that give none: 128 bits of sha256. */

@@ -105,8 +105,19 @@ export const PipelineSpec = z
       })
       .strict()
       .default({ maxDocuments: 20_000, maxBytes: 64 * MiB }),
-    /** Collection units per activity: more means fewer, longer activities. */
+    /** Collection units per activity at most: more means fewer, longer activities. */
     unitsPerBatch: z.number().int().min(1).max(10_000).default(16),
+    // Optional rather than defaulted: a default would change the digest of every existing spec (and refuse reruns
+    // of committed versions); the batches' bytes do not change the dataset, only how the work is spread.
+    unitBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .optional()
+      .describe(
+        'bytes of input per collection activity (64 MiB when left out): larger JSON lines files are read as byte ' +
+          'ranges of this size in parallel, smaller files are grouped up to it',
+      ),
   })
   .strict();
 

@@ -4,7 +4,7 @@ import { ChecksumMismatch } from '../storage/errors';
 import { sha256Hex } from '../storage/hashing';
 import type { TieredStore } from '../storage/tiered-store';
 import { countDrop, emptyStats } from '../contracts/pipeline-results';
-import { planSource, readUnit, type CollectContext, type CollectReach, type SourceUnit } from '../collect';
+import { planSource, readUnit, splitUnits, type CollectContext, type CollectReach, type SourceUnit } from '../collect';
 import type { SourceSpec } from '../collect/source-spec';
 import { S3Client } from '@aws-sdk/client-s3';
 import { commitStage, type StageOutput } from './stage-output';
@@ -12,6 +12,9 @@ import { stageWriters, type PartitionLimits, type StageCursor } from './stage-io
 
 /** Batches per run at most: keeps the workflow's history and fan-out bounded whatever the number of files. */
 const MAX_BATCHES = 256;
+
+/** The byte budget of a collection unit and batch when the spec sets none. */
+export const DEFAULT_UNIT_BYTES = 64 * 1024 * 1024;
 
 export interface CollectionPlanSummary {
   plan: ArtifactRef;
@@ -22,7 +25,49 @@ export interface CollectionPlanSummary {
 
 interface CollectionPlan {
   units: SourceUnit[];
-  unitsPerBatch: number;
+  /** The index of each batch's first unit; a batch runs to the next one's first. */
+  batchStarts?: number[];
+  /** A plan stored before batches were planned by bytes: every batch held this many units. */
+  unitsPerBatch?: number;
+}
+
+/** The units of one batch of a plan, whichever way the plan was stored. */
+function batchOf(plan: CollectionPlan, batch: number): SourceUnit[] {
+  if (plan.batchStarts === undefined) {
+    const per = plan.unitsPerBatch ?? 1;
+    return plan.units.slice(batch * per, (batch + 1) * per);
+  }
+  return plan.units.slice(plan.batchStarts[batch], plan.batchStarts[batch + 1] ?? plan.units.length);
+}
+
+function batchCount(plan: CollectionPlan): number {
+  return plan.batchStarts?.length ?? Math.ceil(plan.units.length / (plan.unitsPerBatch ?? 1));
+}
+
+/**
+ * Groups consecutive units into batches of at most `unitBytes` (a unit larger than that, which cannot be split, is
+ * a batch alone) and at most `unitsPerBatch` units; returns each batch's first unit. Past `maxBatches` batches the
+ * budgets grow until the plan fits. Batches cover the units in order, so the dataset is the same however they fall.
+ */
+export function planBatches(
+  units: Pick<SourceUnit, 'bytes'>[],
+  limits: { unitBytes: number; unitsPerBatch: number; maxBatches?: number },
+): number[] {
+  const maxBatches = limits.maxBatches ?? MAX_BATCHES;
+  const perBatch = Math.max(limits.unitsPerBatch, Math.ceil(units.length / maxBatches));
+  for (let budget = limits.unitBytes; ; budget *= 2) {
+    const starts: number[] = [];
+    let bytes = 0;
+    units.forEach((unit, i) => {
+      const count = starts.length === 0 ? 0 : i - starts[starts.length - 1];
+      if (starts.length === 0 || count >= perBatch || bytes + unit.bytes > budget) {
+        starts.push(i);
+        bytes = 0;
+      }
+      bytes += unit.bytes;
+    });
+    if (starts.length <= maxBatches) return starts;
+  }
 }
 
 function contextFor(store: TieredStore, reach: CollectReach): CollectContext {
@@ -40,8 +85,9 @@ function s3ClientOf(store: TieredStore): S3Client | undefined {
 }
 
 /**
- * Lists every source's units (files, objects, URLs, sample slices) in a deterministic order and stores the plan as
- * an object: the workflow carries only its reference and counts, however many files there are.
+ * Lists every source's units (files, objects, URLs, sample slices) in a deterministic order, cuts large JSON lines
+ * files into byte ranges of `unitBytes`, groups units into batches of about `unitBytes`, and stores the plan as an
+ * object: the workflow carries only its reference and counts, however many files there are.
  */
 export async function planCollection(
   input: CollectReach & {
@@ -49,14 +95,16 @@ export async function planCollection(
     folder: string;
     sources: SourceSpec[];
     unitsPerBatch: number;
+    /** Bytes per unit and per batch (DEFAULT_UNIT_BYTES when left out). */
+    unitBytes?: number;
     s3?: S3Client;
+    /** Bytes of large files scanned so far (where their ranges' lines start), for heartbeats. */
+    onProgress?: (p: { scannedBytes: number }) => void;
   },
 ): Promise<CollectionPlanSummary> {
   const ctx = { ...contextFor(input.store, input), ...(input.s3 ? { s3: input.s3 } : {}) };
-  const units: SourceUnit[] = [];
-  for (const source of input.sources) units.push(...(await planSource(source, ctx)));
-  const unitsPerBatch = Math.max(input.unitsPerBatch, Math.ceil(units.length / MAX_BATCHES));
-  const plan: CollectionPlan = { units, unitsPerBatch };
+  const listed: SourceUnit[] = [];
+  for (const source of input.sources) listed.push(...(await planSource(source, ctx)));
   const uri = `${input.folder}/plan.json`;
   // The first plan of a run stands: batches committed against it must not be mixed with batches of a new listing.
   if (await input.store.exists(uri)) {
@@ -65,15 +113,22 @@ export async function planCollection(
     return {
       plan: { uri, sha256: sha256Hex(bytes), bytes: bytes.length },
       units: kept.units.length,
-      batches: Math.ceil(kept.units.length / kept.unitsPerBatch),
+      batches: batchCount(kept),
       bytes: kept.units.reduce((n, u) => n + u.bytes, 0),
     };
   }
+  const unitBytes = input.unitBytes ?? DEFAULT_UNIT_BYTES;
+  const onProgress = (scannedBytes: number) => input.onProgress?.({ scannedBytes });
+  const units = await splitUnits(listed, { unitBytes, ctx, onProgress });
+  const plan: CollectionPlan = {
+    units,
+    batchStarts: planBatches(units, { unitBytes, unitsPerBatch: input.unitsPerBatch }),
+  };
   const put = await input.store.put(uri, JSON.stringify(plan));
   return {
     plan: { uri, sha256: put.sha256, bytes: put.bytes },
     units: units.length,
-    batches: Math.ceil(units.length / unitsPerBatch),
+    batches: batchCount(plan),
     bytes: units.reduce((n, u) => n + u.bytes, 0),
   };
 }
@@ -123,8 +178,7 @@ export async function collectBatch(
   const resume = input.resumeFrom;
   const stats = resume ? structuredClone(resume.stats) : emptyStats();
   const writers = stageWriters(input.store, input.folder, input.limits, resume);
-  const first = input.batch * plan.unitsPerBatch;
-  const units = plan.units.slice(first, first + plan.unitsPerBatch);
+  const units = batchOf(plan, input.batch);
   let quarantined = Object.values(stats.dropped).reduce((n, c) => n + c, 0);
   for (let u = resume?.unit ?? 0; u < units.length; u++) {
     // Records of this unit that the resumed-from partitions already hold are read again, not written again.

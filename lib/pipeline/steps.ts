@@ -70,13 +70,15 @@ export const pipelineSteps = {
   }),
 
   planCollection: pipelineStep({
-    run: (input: RunKey & { sources: SourceSpec[]; unitsPerBatch: number }, env) =>
+    run: (input: RunKey & { sources: SourceSpec[]; unitsPerBatch: number; unitBytes?: number }, env) =>
       planCollection({
         store: env.store,
         folder: env.folder,
         sources: input.sources,
         unitsPerBatch: input.unitsPerBatch,
+        unitBytes: input.unitBytes,
         ...env.reach,
+        onProgress: env.progress,
       }),
   }),
 

@@ -3,10 +3,13 @@ import { toIsoDate, type RawRecord, type RecordPosition } from '../records';
 import type { FieldMapping } from '../source-spec';
 import { MAX_JSON_FILE_BYTES, maxJsonLineBytes, type ByteInput, type ParseOptions } from './input';
 
-/** JSON lines: one record per non-blank line, streamed; a bad line is quarantined with its line number. */
-export async function* readJsonLines(input: ByteInput, opts: ParseOptions): AsyncGenerator<RawRecord> {
+/**
+ * JSON lines: one record per non-blank line, streamed; a bad line is quarantined with its line number. `firstLine`
+ * is the number of the input's first line in its file (a byte range of a file starts past line 1).
+ */
+export async function* readJsonLines(input: ByteInput, opts: ParseOptions, firstLine = 1): AsyncGenerator<RawRecord> {
   const maxLine = maxJsonLineBytes(opts);
-  for await (const line of splitLines(input.chunks, maxLine)) {
+  for await (const line of splitLines(input.chunks, maxLine, firstLine)) {
     const position = { line: line.number };
     if (line.overflowBytes !== undefined) {
       yield {

@@ -5,6 +5,7 @@ import { glob } from 'tinyglobby';
 import type { ByteChunks } from '../bytes';
 import type { CollectContext } from '../context';
 import { CollectError, SourceForbidden, SourceNotFound, SourceUnreadable } from '../errors';
+import { rangeReadOffset } from '../line-ranges';
 import type { PathSource } from '../source-spec';
 import { compareRefs, unitId, type SourceUnit } from '../source-unit';
 import type { OpenedUnit } from './opened-unit';
@@ -83,7 +84,14 @@ export async function openPathUnit(unit: SourceUnit, ctx: CollectContext): Promi
     await handle.close();
     throw new SourceUnreadable(unit.uri, 'not a regular file', false);
   }
-  const stream = handle.createReadStream({ highWaterMark: 1024 * 1024 });
+  const { range } = unit;
+  if (range && (info.size !== range.fileBytes || info.mtime.toISOString() !== unit.modified)) {
+    await handle.close();
+    const detail = `it changed since the collection plan cut it into byte ranges (${range.fileBytes} bytes then, ${info.size} now)`;
+    throw new SourceUnreadable(unit.uri, detail, false);
+  }
+  // A byte range is read from one byte before its start: that byte tells whether a line starts at the start.
+  const stream = handle.createReadStream({ highWaterMark: 1024 * 1024, start: range ? rangeReadOffset(range) : 0 });
   return {
     input: {
       name: path.basename(unit.uri),

@@ -6,6 +6,7 @@ import type { ByteChunks } from '../bytes';
 import type { CollectContext } from '../context';
 import { checkBucketAllowed } from '../reach';
 import { CollectError, SourceForbidden, SourceMisconfigured, SourceNotFound, SourceUnreadable } from '../errors';
+import { rangeReadOffset } from '../line-ranges';
 import type { S3Source } from '../source-spec';
 import { compareRefs, unitId, type SourceUnit } from '../source-unit';
 import type { OpenedUnit } from './opened-unit';
@@ -73,11 +74,19 @@ export async function openS3Unit(unit: SourceUnit, ctx: CollectContext): Promise
   const { bucket, prefix: key } = parseS3Uri(unit.uri);
   checkBucketAllowed(bucket, ctx.allowedBuckets, unit.uri);
   const client = clientOf(ctx, unit.uri);
+  const { range } = unit;
   let res;
   try {
-    res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    // A byte range is read from one byte before its start: that byte tells whether a line starts at the start.
+    const from = range ? `bytes=${rangeReadOffset(range)}-` : undefined;
+    res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: from }));
   } catch (err) {
     throw await mapS3ToCollect(err, unit.uri, client);
+  }
+  if (range && !sameObject(res, range.fileBytes, unit.modified)) {
+    (res.Body as Readable | undefined)?.destroy();
+    const detail = `it changed since the collection plan cut it into byte ranges (${range.fileBytes} bytes then)`;
+    throw new SourceUnreadable(unit.uri, detail, false);
   }
   const body = res.Body;
   if (body !== undefined && !(body instanceof Readable)) {
@@ -90,14 +99,26 @@ export async function openS3Unit(unit: SourceUnit, ctx: CollectContext): Promise
       path: unit.uri,
       chunks: mapStreamErrors(stream, unit.uri, client),
       modified: res.LastModified,
-      randomAccess: s3RandomAccess(client, { bucket, key, etag: res.ETag }, res.ContentLength ?? unit.bytes, (err) =>
-        mapS3ToCollect(err, unit.uri, client),
+      // A ranged GET's ContentLength is the range's: random access spans the whole object.
+      randomAccess: s3RandomAccess(
+        client,
+        { bucket, key, etag: res.ETag },
+        range ? range.fileBytes : (res.ContentLength ?? unit.bytes),
+        (err) => mapS3ToCollect(err, unit.uri, client),
       ),
     },
     close: async () => {
       stream.destroy(); // a reader that stopped early must release the socket
     },
   };
+}
+
+/** Whether a ranged GET read the object as listed: its size (from Content-Range) and modification time (seconds). */
+function sameObject(res: { ContentRange?: string; LastModified?: Date }, bytes: number, modified?: string): boolean {
+  const total = /\/(\d+)$/.exec(res.ContentRange ?? '')?.[1];
+  const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
+  const sameTime = !modified || !res.LastModified || seconds(res.LastModified) === seconds(new Date(modified));
+  return Number(total) === bytes && sameTime;
 }
 
 async function* mapStreamErrors(stream: Readable, location: string, client: S3Client): ByteChunks {
