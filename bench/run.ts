@@ -10,6 +10,7 @@ import { trainBenchmarks, trainFigures } from './train.bench';
 import { feedbackFigures } from './feedback.bench';
 import { scaleOutBenchmarks } from './scale-out.bench';
 import { torchFigures } from './torch.bench';
+import { scaleFigures } from './scale.bench';
 
 /** `npm run bench [-- name-filter]`: every registered benchmark, a table on stdout, the numbers in a JSON file. */
 async function main() {
@@ -33,6 +34,7 @@ async function main() {
     ...(!filter || 'training'.includes(filter) ? await trainFigures() : []),
     ...(!filter || 'feedback'.includes(filter) ? await feedbackFigures() : []),
     ...(!filter || 'torch'.includes(filter) ? torchFigures() : []),
+    ...(!filter || 'scale'.includes(filter) ? await scaleFigures() : []),
   ];
   if (figures.length) console.log('\n' + formatFigures(figures));
   const out = path.resolve(process.env.FLYWHEEL_HOME ?? '.flywheel', 'bench', 'results.json');
