@@ -8,7 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { FlywheelClient } from '../client/flywheel-client';
 import { sampleCorpus } from '../lib/collect';
 import { DedupPool } from '../lib/dedup/dedup-pool';
-import { decodeSignatureIndex } from '../lib/dedup';
+import { decodeSignatureIndex, dedupJsonl } from '../lib/dedup';
 import { decodeJsonlGz } from '../lib/document';
 import {
   clusterNearDuplicates,
@@ -80,7 +80,13 @@ function makeFeedback(dir: string) {
   );
 }
 
-const NO_QUALITY_FILTERS = { gopherRepetition: false, gopherQuality: false, c4: false } as const;
+const NO_QUALITY_FILTERS = {
+  language: false,
+  gopherRepetition: false,
+  gopherQuality: false,
+  c4: false,
+  fineweb: false,
+} as const;
 
 async function rejectedRecords(store: TieredStore, refs: readonly ArtifactRef[]) {
   const out: Record<string, unknown>[] = [];
@@ -211,6 +217,42 @@ describe('near-duplicate dedup in the dataPipeline workflow', () => {
     for (const file of index.objects) ids.push(...decodeSignatureIndex(await store.getBytes(file.uri)).ids);
     assert.equal(ids.length, 12);
     assert.equal(ids[0], '"orig-0"');
+  });
+
+  it('the dedup command removes what the pipeline removes, naming the same kept documents and similarities', async () => {
+    assert.ok(first, 'the first test ran the pipeline');
+    // The command reads one file: the two inputs in the order collection reads them.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-near-command-'));
+    try {
+      const input = path.join(dir, 'all.jsonl');
+      fs.writeFileSync(
+        input,
+        ['a.jsonl', 'b.jsonl'].map((f) => fs.readFileSync(path.join(inputs, 'day1', f), 'utf8')).join(''),
+      );
+      await dedupJsonl(input, path.join(dir, 'out'), { workers: 0 });
+      const command = fs
+        .readFileSync(path.join(dir, 'out', 'duplicates.jsonl'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { id: string; duplicate_of: string; similarity: number })
+        .map((r) => [r.id, r.duplicate_of, r.similarity]);
+      const rejected = await rejectedRecords(store, first.rejected);
+      const stage = rejected
+        .filter((r) => r.rule === 'dedup.near')
+        .map((r) => [(r.doc as { id: string }).id, r.duplicateOf, r.similarity]);
+      const exact = rejected.filter((r) => r.rule === 'dedup.exact').map((r) => (r.doc as { id: string }).id);
+      assert.deepEqual(exact, ['exact-5']);
+      assert.deepEqual(
+        command.filter(([id]) => id !== 'exact-5'),
+        stage,
+      );
+      assert.deepEqual(
+        command.find(([id]) => id === 'exact-5'),
+        ['exact-5', 'orig-5', 1],
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the steps are deterministic and idempotent: any band grouping and signing order, reruns write nothing', async () => {
