@@ -363,6 +363,26 @@ describe('collect batches planned by bytes', () => {
     );
   });
 
+  it('a plan stored before batches by bytes (units per batch) still stands for its run', async () => {
+    const dir = await corpus();
+    const store = tempStore();
+    const folder = 'warm://pipelines/ranges/v1/legacy/collect';
+    const sources = [SourceSpec.parse({ type: 'path', path: dir })];
+    const units = await planSource(sources[0], ctx);
+    await store.put(`${folder}/plan.json`, JSON.stringify({ units, unitsPerBatch: 3 }));
+    const plan = await planCollection({ store, folder, sources, unitsPerBatch: 16, unitBytes: 1024 });
+    assert.deepEqual([plan.units, plan.batches], [4, 2]);
+    const second = await collectBatch({
+      store,
+      folder: `${folder}/batch-1`,
+      plan: plan.plan,
+      batch: 1,
+      limits: LIMITS,
+    });
+    const alone = await eventsOf([units[3]]);
+    assert.equal(second.stats.input, alone.length, 'the second batch is the fourth file alone');
+  });
+
   it('a batch of ranges resumes from a cursor inside a range', async () => {
     const dir = await corpus();
     const store = tempStore();

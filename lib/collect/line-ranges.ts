@@ -51,39 +51,26 @@ export async function* ownedLineBytes(chunks: ByteChunks, range: Pick<LineRange,
 }
 
 /**
- * For each cut (ascending, each in `1..size-1`), how many lines start before it, from one pass over the file's
- * bytes; also the bytes seen, to check the file is the size it was listed at. A line starts at byte 0 and after
- * every '\n', so the count before `cut` is 1 plus the newlines in `[0, cut - 1)`.
+ * The '\n' bytes among the first `length` bytes of a stream (it may go on; the rest is not read), reporting the bytes
+ * counted so far. Planning counts them between cuts: the lines before a cut are 1 plus the newlines in `[0, cut - 1)`,
+ * since a line starts at byte 0 and after every '\n'.
  */
-export async function linesBeforeCuts(
+export async function countNewlines(
   chunks: ByteChunks,
-  cuts: number[],
+  length: number,
   onBytes?: (bytes: number) => void,
-): Promise<{ linesBefore: number[]; bytes: number }> {
-  const linesBefore: number[] = [];
+): Promise<number> {
   let newlines = 0;
-  let position = 0;
-  let next = 0;
+  let seen = 0;
+  if (length <= 0) return 0;
   for await (const chunk of chunks) {
-    let from = 0;
-    while (next < cuts.length && cuts[next] - 1 <= position + chunk.length) {
-      const bound = cuts[next] - 1 - position;
-      newlines += countNewlines(chunk, from, bound);
-      from = bound;
-      linesBefore.push(1 + newlines);
-      next++;
-    }
-    newlines += countNewlines(chunk, from, chunk.length);
-    position += chunk.length;
-    onBytes?.(position);
+    const take = Math.min(chunk.length, length - seen);
+    // indexOf is memchr: counting runs at memory speed, well ahead of the disk or network.
+    const window = take === chunk.length ? chunk : chunk.subarray(0, take);
+    for (let at = window.indexOf(0x0a); at !== -1; at = window.indexOf(0x0a, at + 1)) newlines++;
+    seen += take;
+    onBytes?.(seen);
+    if (seen >= length) break;
   }
-  return { linesBefore, bytes: position };
-}
-
-/** '\n' bytes in `bytes[from, to)`: indexOf (memchr) from newline to newline, about as fast as the disk reads. */
-function countNewlines(bytes: Buffer, from: number, to: number): number {
-  let count = 0;
-  const window = from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to);
-  for (let at = window.indexOf(0x0a); at !== -1; at = window.indexOf(0x0a, at + 1)) count++;
-  return count;
+  return newlines;
 }

@@ -1,12 +1,14 @@
 import * as path from 'node:path';
+import { mapLimit } from '../common/map-limit';
 import { BINARY_SNIFF_BYTES, binaryReason, peekBytes } from './bytes';
 import type { CollectContext } from './context';
 import { compressionFromMagic, compressionFromName } from './decompress';
 import { CollectError } from './errors';
 import { formatFromName } from './formats/parse-input';
-import { linesBeforeCuts, type LineRange } from './line-ranges';
+import { countNewlines } from './line-ranges';
 import { rangeUnit, type SourceUnit } from './source-unit';
 import { openPathUnit } from './sources/local-files';
+import type { OpenedUnit } from './sources/opened-unit';
 import { openS3Unit } from './sources/s3-objects';
 
 export interface SplitOptions {
@@ -21,9 +23,9 @@ export interface SplitOptions {
  * Divides the units of large line-based files into byte ranges of about `unitBytes`, so one big file is collected
  * by several activities at once; every other unit stays whole. Only uncompressed JSON lines files and S3 objects
  * split: compressed files, archives, whole-file formats (json, txt, md, email), URLs (no size, no ranges) and tier
- * objects cannot be read from the middle. Each split file is read once here to count the lines before each cut, so
- * documents keep the ids and line numbers an unsplit read gives. Deterministic: the same files and `unitBytes` give
- * the same ranges.
+ * objects cannot be read from the middle. Each split file is read here up to its last cut (a few segments at once)
+ * to count the lines before each cut, so documents keep the ids and line numbers an unsplit read gives.
+ * Deterministic: the same files and `unitBytes` give the same ranges.
  */
 export async function splitUnits(units: SourceUnit[], opts: SplitOptions): Promise<SourceUnit[]> {
   const out: SourceUnit[] = [];
@@ -44,6 +46,9 @@ export async function splitUnits(units: SourceUnit[], opts: SplitOptions): Promi
   return out;
 }
 
+/** Segments of a file counted at once while planning: reads in parallel, where disks and S3 serve them faster. */
+const SCAN_CONCURRENCY = 4;
+
 /**
  * The units of `unit`'s byte ranges cut at `cuts` (ascending offsets inside the file), or undefined when the file
  * cannot be read from the middle or cannot be scanned now (reading it whole then reports any problem).
@@ -57,35 +62,51 @@ export async function splitUnitAt(
   if (!mayReadFromMiddle(unit) || cuts.some((cut, i) => cut < 1 || cut >= unit.bytes || cut <= (cuts[i - 1] ?? 0))) {
     return undefined;
   }
-  let opened;
   try {
-    opened = unit.source.type === 's3' ? await openS3Unit(unit, ctx) : await openPathUnit(unit, ctx);
+    if (!(await startsAsText(unit, ctx))) return undefined;
+    // The lines before each cut are 1 plus the newlines in [0, cut - 1): counted per segment between cuts, in parallel.
+    const ends = cuts.map((cut) => cut - 1);
+    let scanned = 0;
+    const counts = await mapLimit(ends, SCAN_CONCURRENCY, async (end, i) => {
+      const from = i === 0 ? 0 : ends[i - 1];
+      let seen = 0;
+      // Opened as a range starting one byte later, so its read starts at `from`; the open checks the file unchanged.
+      const segment = rangeUnit(unit, { start: from + 1, end: unit.bytes, linesBefore: 0, fileBytes: unit.bytes });
+      const opened = await openWhere(segment, ctx);
+      try {
+        return await countNewlines(opened.input.chunks, end - from, (bytes) => {
+          scanned += bytes - seen;
+          seen = bytes;
+          onBytes?.(scanned);
+        });
+      } finally {
+        await opened.close();
+      }
+    });
+    let newlines = 0;
+    const linesBefore = [0, ...counts.map((count) => 1 + (newlines += count))];
+    return [0, ...cuts].map((start, i) =>
+      rangeUnit(unit, { start, end: cuts[i] ?? unit.bytes, linesBefore: linesBefore[i], fileBytes: unit.bytes }),
+    );
   } catch (err) {
     if (err instanceof CollectError) return undefined;
     throw err;
   }
+}
+
+/** What parseInput would decide from the head: data compressed despite its name, or binary, is read whole. */
+async function startsAsText(unit: SourceUnit, ctx: CollectContext): Promise<boolean> {
+  const opened = await openWhere(unit, ctx);
   try {
-    // What parseInput would decide from the head: data compressed despite its name, or binary, is read whole.
-    const { head, rest } = await peekBytes(opened.input.chunks, BINARY_SNIFF_BYTES);
-    if (compressionFromMagic(head) !== undefined || binaryReason(head) !== undefined) return undefined;
-    const { linesBefore, bytes } = await linesBeforeCuts(rest, cuts, onBytes);
-    if (bytes !== unit.bytes) return undefined; // changed since it was listed
-    const starts = [0, ...cuts];
-    return starts.map((start, i) => {
-      const range: LineRange = {
-        start,
-        end: cuts[i] ?? unit.bytes,
-        linesBefore: i === 0 ? 0 : linesBefore[i - 1],
-        fileBytes: unit.bytes,
-      };
-      return rangeUnit(unit, range);
-    });
-  } catch (err) {
-    if (err instanceof CollectError) return undefined;
-    throw err;
+    const { head } = await peekBytes(opened.input.chunks, BINARY_SNIFF_BYTES);
+    return compressionFromMagic(head) === undefined && binaryReason(head) === undefined;
   } finally {
     await opened.close();
   }
+}
+
+function openWhere(unit: SourceUnit, ctx: CollectContext): Promise<OpenedUnit> {
+  return unit.source.type === 's3' ? openS3Unit(unit, ctx) : openPathUnit(unit, ctx);
 }
 
 /** Whether the unit is a whole file or S3 object that parseInput would read as uncompressed JSON lines. */
