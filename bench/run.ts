@@ -6,6 +6,7 @@ import { formatFigures, formatTable, runBenchmark, type Benchmark, type Benchmar
 import { storageBenchmarks } from './storage.bench';
 import { pipelineBenchmarks } from './pipeline.bench';
 import { dedupBenchmarks } from './dedup.bench';
+import { qualityBenchmarks } from './quality.bench';
 import { trainBenchmarks, trainFigures } from './train.bench';
 import { feedbackFigures } from './feedback.bench';
 import { scaleOutBenchmarks } from './scale-out.bench';
@@ -19,6 +20,7 @@ async function main() {
     ...storageBenchmarks(),
     ...pipelineBenchmarks(),
     ...dedupBenchmarks(),
+    ...qualityBenchmarks(),
     ...trainBenchmarks(),
     ...scaleOutBenchmarks(),
   ];

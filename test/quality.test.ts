@@ -5,7 +5,7 @@ import type { Document } from '../lib/document';
 import { sampleCorpus } from '../lib/collect';
 import { QualitySpec, QualityStats, filterDocument, type FilterResult, type QualitySpecInput } from '../lib/quality';
 import { duplicateNGramCharCount, topNGramCharCount } from '../lib/quality/gopher-repetition';
-import { wordTokens } from '../lib/quality/text-units';
+import { countSentences, wordTokens } from '../lib/quality/text-units';
 import { InvalidSpec } from '../lib/contracts/invalid-spec';
 
 const doc = (text: string): Document => ({
@@ -202,10 +202,19 @@ describe('Gopher quality', () => {
   it('needs two stop words, matched case-sensitively', async () => {
     const base = repeatWords('river', 60);
     await boundary(QUALITY_ONLY, `the ${base} of`, `The ${base} of`, 'gopher_quality.stop_words');
+    assert.equal(
+      rule(await filterDocument(doc(`the ${base} the`), QUALITY_ONLY)),
+      'gopher_quality.stop_words',
+      'distinct stop words count, as datatrove counts them',
+    );
   });
 });
 
 describe('Gopher repetition', () => {
+  it('drops empty text, as datatrove does', async () => {
+    assert.equal(rule(await filterDocument(doc(''), LINES_ONLY)), 'gopher_repetition.empty');
+  });
+
   it('allows at most 30% duplicate paragraphs', async () => {
     // 'again' once plus 3 repeats among 10 paragraphs: 3/10; with 4 repeats: 4/10.
     const build = (repeats: number) =>
@@ -386,6 +395,80 @@ describe('C4', () => {
       rule(await filterDocument(doc(`${good(5)}\nThe config is { "a": 1 } here.`), C4_ONLY)),
       'c4.curly_bracket',
     );
+  });
+});
+
+describe('words and sentences', () => {
+  // Expected values are what datatrove 0.10.1's split_into_words / split_into_sentences (spaCy 3.8) return.
+  it("cuts words as spaCy's English tokenizer does: affixes, infixes, special cases, URLs", () => {
+    const cases: Array<[string, string[]]> = [
+      [
+        "Don't stop (e.g. U.S.A.) :) hello-world... said he.\"  Mr. Smith's dog",
+        [
+          'Do',
+          "n't",
+          'stop',
+          '(',
+          'e.g.',
+          'U.S.A.',
+          ')',
+          ':)',
+          'hello',
+          '-',
+          'world',
+          '...',
+          'said',
+          'he',
+          '.',
+          '"',
+          'Mr.',
+          'Smith',
+          "'s",
+          'dog',
+        ],
+      ],
+      [
+        'Visit https://example.com/a?b=1, or mail me@x.org!',
+        ['Visit', 'https://example.com/a?b=1', ',', 'or', 'mail', 'me@x.org', '!'],
+      ],
+      ["console.log('hello'.green); // outputs", ["console.log('hello'.green", ')', ';', '//', 'outputs']],
+      ["It costs $3.50—cheap—isn't it?", ['It', 'costs', '$', '3.50', '—', 'cheap', '—', "isn't", 'it', '?']],
+      ['(gzip):**210 kB**', ['(', 'gzip):**210', 'kB', '*', '*']],
+      [
+        'Call me Ishmael. Some years ago—never mind how long precisely—having little money...',
+        [
+          'Call',
+          'me',
+          'Ishmael',
+          '.',
+          'Some',
+          'years',
+          'ago',
+          '—',
+          'never',
+          'mind',
+          'how',
+          'long',
+          'precisely',
+          '—',
+          'having',
+          'little',
+          'money',
+          '...',
+        ],
+      ],
+    ];
+    for (const [text, tokens] of cases) assert.deepEqual(wordTokens(text), tokens, text);
+  });
+
+  it("counts sentences as spaCy's sentencizer does", () => {
+    const cases: Array<[string, number]> = [
+      ['Hello there. How are you? Fine!', 3],
+      ['He said "Stop." Then left.', 2],
+      ['Mr. Smith went to Washington. He stayed.', 2],
+      ['Wait... what?! Yes.', 2],
+    ];
+    for (const [text, n] of cases) assert.equal(countSentences(text), n, text);
   });
 });
 

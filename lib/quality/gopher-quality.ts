@@ -84,9 +84,13 @@ export function gopherQuality(
     }
   }
   if (spec.minStopWords !== null) {
-    const found = tokens.filter((t) => stopWords.has(t)).length;
+    // Distinct ones: datatrove intersects the stop words with the set of tokens.
+    const found = new Set(tokens.filter((t) => stopWords.has(t))).size;
     if (found < spec.minStopWords) {
-      return { rule: 'gopher_quality.stop_words', detail: `${found} stop words, fewer than ${spec.minStopWords}` };
+      return {
+        rule: 'gopher_quality.stop_words',
+        detail: `${found} distinct stop words, fewer than ${spec.minStopWords}`,
+      };
     }
   }
   return undefined;

@@ -68,7 +68,7 @@ export function gopherRepetition(
 ): Violation | undefined {
   const { spec } = t;
   const length = codePointLength(text);
-  if (length === 0) return undefined; // nothing to repeat; the length and word-count rules judge empty text
+  if (length === 0) return { rule: 'gopher_repetition.empty', detail: 'no text' }; // as datatrove
 
   const paragraphs = text.trim().split(/\n{2,}/);
   const paraDups = duplicates(paragraphs);

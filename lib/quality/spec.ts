@@ -22,7 +22,7 @@ export const GopherQualitySpec = z
     maxBulletLinesRatio: ratio.nullable().default(0.9).describe("most lines starting with '•' or '-'"),
     maxEllipsisLinesRatio: ratio.nullable().default(0.3).describe('most lines ending with an ellipsis'),
     minAlphaWordsRatio: ratio.nullable().default(0.8).describe('least share of tokens with a letter'),
-    minStopWords: count.nullable().default(2).describe('fewest stop words'),
+    minStopWords: count.nullable().default(2).describe('fewest distinct stop words'),
     stopWords: z
       .array(z.string().min(1))
       .default([...DEFAULT_STOP_WORDS])

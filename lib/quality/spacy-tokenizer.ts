@@ -1,0 +1,191 @@
+import english from './spacy-en.json';
+
+/**
+ * spaCy's rule-based English tokenizer (spacy.blank("en"), the one datatrove splits words and sentences with), run on
+ * its own rules: prefix, suffix and infix expressions, the URL pattern and the special cases, exported from spaCy by
+ * bench/quality_spacy_export.py into spacy-en.json. The algorithm follows spaCy's Tokenizer (tokenizer.pyx):
+ * whitespace-delimited chunks; a chunk that is a special case is replaced; otherwise prefixes and suffixes are peeled
+ * off until none is left or the rest is a special case; the rest is a special case, a URL, or split on infixes; last,
+ * special cases that span affix tokens ("''", ":)") are merged back. spaCy is MIT-licensed (Explosion AI).
+ */
+
+const PREFIX = new RegExp(english.prefix, 'u');
+const SUFFIX = new RegExp(english.suffix, 'u');
+const INFIX = new RegExp(english.infix, 'gu');
+const URL = new RegExp(english.url, 'u');
+const RULES: ReadonlyMap<string, readonly string[]> = new Map(Object.entries(english.rules));
+/** Special cases spaCy re-applies after affix splitting, by their first affix token. */
+const MERGES = new Map<string, Array<{ key: string; tokens: readonly string[] }>>();
+for (const [key, tokens] of Object.entries(english.matched)) {
+  const first = tokens[0];
+  if (!MERGES.has(first)) MERGES.set(first, []);
+  MERGES.get(first)!.push({ key, tokens });
+}
+const SENTENCE_ENDS: ReadonlySet<string> = new Set(english.sentenceEnds);
+
+// Python's str.isspace() (the file/group/record separators too): chunks are runs of whitespace or of anything else.
+const SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const CHUNK = new RegExp(`[${SPACE}]+|[^${SPACE}]+`, 'gu');
+const WHITESPACE = new RegExp(`^[${SPACE}]`, 'u');
+
+function findPrefix(text: string): number {
+  const m = PREFIX.exec(text);
+  return m === null ? 0 : m.index + m[0].length;
+}
+
+function findSuffix(text: string): number {
+  const m = SUFFIX.exec(text);
+  return m === null ? 0 : text.length - m.index;
+}
+
+/** spaCy's _split_affixes: peels prefixes and suffixes, returns what is left. */
+function splitAffixes(text: string, prefixes: string[], suffixes: string[]): string {
+  let s = text;
+  let lastSize = 0;
+  while (s !== '' && s.length !== lastSize) {
+    if (RULES.has(s)) break;
+    lastSize = s.length;
+    const pre = findPrefix(s);
+    const minusPre = s.slice(pre);
+    if (pre !== 0 && minusPre !== '' && RULES.has(minusPre)) {
+      prefixes.push(s.slice(0, pre));
+      s = minusPre;
+      break;
+    }
+    const suf = findSuffix(minusPre);
+    const minusSuf = s.slice(0, s.length - suf);
+    if (suf !== 0 && minusSuf !== '' && RULES.has(minusSuf)) {
+      suffixes.push(s.slice(s.length - suf));
+      s = minusSuf;
+      break;
+    }
+    if (pre !== 0 && suf !== 0 && pre + suf <= s.length) {
+      prefixes.push(s.slice(0, pre));
+      suffixes.push(s.slice(s.length - suf));
+      s = s.slice(pre, s.length - suf);
+    } else if (pre !== 0) {
+      prefixes.push(s.slice(0, pre));
+      s = minusPre;
+    } else if (suf !== 0) {
+      suffixes.push(s.slice(s.length - suf));
+      s = minusSuf;
+    }
+  }
+  return s;
+}
+
+/** spaCy's _attach_tokens: the rest as a special case, a URL, or split on infixes. */
+function attach(out: string[], s: string): void {
+  if (s === '') return;
+  const special = RULES.get(s);
+  if (special !== undefined) {
+    out.push(...special);
+    return;
+  }
+  if (URL.test(s)) {
+    out.push(s);
+    return;
+  }
+  let start = 0;
+  for (const m of s.matchAll(INFIX)) {
+    const from = m.index;
+    const to = from + m[0].length;
+    if (from === 0) continue;
+    if (from !== start) out.push(s.slice(start, from));
+    if (from !== to) out.push(s.slice(from, to));
+    start = to;
+  }
+  if (start < s.length) out.push(s.slice(start));
+}
+
+/** spaCy's special-case matcher within one chunk: longest matches first, then the earlier one, no overlaps. */
+function mergeSpecials(tokens: string[]): string[] {
+  const found: Array<{ start: number; length: number; key: string }> = [];
+  for (let i = 0; i < tokens.length; i++) {
+    for (const { key, tokens: pattern } of MERGES.get(tokens[i]) ?? []) {
+      if (i + pattern.length > tokens.length) continue;
+      let same = true;
+      for (let k = 1; k < pattern.length && same; k++) same = tokens[i + k] === pattern[k];
+      if (same) found.push({ start: i, length: pattern.length, key });
+    }
+  }
+  if (found.length === 0) return tokens;
+  found.sort((a, b) => a.length - b.length || b.start - a.start);
+  const seen = new Set<number>();
+  const kept: typeof found = [];
+  for (let f = found.length - 1; f >= 0; f--) {
+    const m = found[f];
+    if (!seen.has(m.start) && !seen.has(m.start + m.length - 1)) kept.push(m);
+    for (let k = m.start; k < m.start + m.length; k++) seen.add(k);
+  }
+  kept.sort((a, b) => a.start - b.start);
+  const out: string[] = [];
+  let at = 0;
+  for (const m of kept) {
+    out.push(...tokens.slice(at, m.start), ...RULES.get(m.key)!);
+    at = m.start + m.length;
+  }
+  out.push(...tokens.slice(at));
+  return out;
+}
+
+const cache = new Map<string, readonly string[]>();
+
+function tokenizeChunk(chunk: string): readonly string[] {
+  let tokens = cache.get(chunk);
+  if (tokens !== undefined) return tokens;
+  const special = RULES.get(chunk);
+  if (special !== undefined) {
+    tokens = special;
+  } else {
+    const prefixes: string[] = [];
+    const suffixes: string[] = [];
+    const rest = splitAffixes(chunk, prefixes, suffixes);
+    const out = [...prefixes];
+    attach(out, rest);
+    for (let i = suffixes.length - 1; i >= 0; i--) out.push(suffixes[i]);
+    tokens = mergeSpecials(out);
+  }
+  if (cache.size >= 100_000) cache.clear();
+  cache.set(chunk, tokens);
+  return tokens;
+}
+
+/**
+ * spaCy's tokens of `text`, whitespace included as spaCy keeps it: a run of whitespace is a token, less the one space
+ * that separates two chunks.
+ */
+export function spacyTokens(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.matchAll(CHUNK)) {
+    const chunk = m[0];
+    if (WHITESPACE.test(chunk)) {
+      // The one space after a chunk separates; any other whitespace is a token (spaCy's own split).
+      const ws = chunk.startsWith(' ') && m.index !== 0 ? chunk.slice(1) : chunk;
+      if (ws !== '') out.push(ws);
+    } else {
+      out.push(...tokenizeChunk(chunk));
+    }
+  }
+  return out;
+}
+
+const PUNCTUATION = /^\p{P}*$/u;
+
+/** Sentences spaCy's sentencizer finds in `text`: a new one at the first non-punctuation token after an end mark. */
+export function spacySentenceCount(text: string): number {
+  const tokens = spacyTokens(text);
+  if (tokens.length === 0) return 0;
+  let sentences = 1;
+  let seenEnd = false;
+  for (const token of tokens) {
+    const end = SENTENCE_ENDS.has(token);
+    if (seenEnd && !end && !PUNCTUATION.test(token)) {
+      sentences++;
+      seenEnd = false;
+    } else if (end) {
+      seenEnd = true;
+    }
+  }
+  return sentences;
+}
