@@ -13,6 +13,14 @@ export interface HtmlMainText {
   extractor: 'readability' | 'fallback';
 }
 
+/**
+ * Readability's work grows with the page's elements times their depth (it walks ancestors for every candidate): a
+ * page nested deeper, or with more elements, than any real article needs takes seconds to minutes, so it gets the
+ * fallback, which is linear.
+ */
+const MAX_READABILITY_DEPTH = 120;
+const MAX_READABILITY_ELEMENTS = 5_000;
+
 /** Never text: scripts, styles and the page's navigation. */
 const CHROME = 'script, style, noscript, template, iframe, svg, canvas, nav';
 /** A page's own header and footer (site name, menus, copyright), but not an article's header or footer. */
@@ -23,6 +31,7 @@ const TEXT_OPTIONS: HtmlToTextOptions = {
   selectors: [
     { selector: 'a', options: { ignoreHref: true } },
     { selector: 'img', format: 'skip' },
+    { selector: 'ul', options: { itemPrefix: '- ' } },
     ...(['h1', 'h2', 'h3', 'h4', 'h5', 'h6'] as const).map((selector) => ({
       selector,
       options: { uppercase: false },
@@ -55,11 +64,31 @@ export function htmlMainText(html: string, url?: string): HtmlMainText {
   }
   const fallbackHtml = document.toString();
   if (url !== undefined) setBaseUrl(document, url);
-  // linkedom's document is the DOM Readability expects; the DOM types are not in this project's lib setting.
-  const article = new Readability(document as unknown as ConstructorParameters<typeof Readability>[0]).parse();
-  const fromArticle = article?.content ? normalize(htmlToText(article.content, TEXT_OPTIONS)) : '';
-  if (fromArticle !== '') return { text: fromArticle, title, extractor: 'readability' };
+  if (withinReadabilityLimits(document.documentElement)) {
+    // linkedom's document is the DOM Readability expects; the DOM types are not in this project's lib setting.
+    const article = new Readability(document as unknown as ConstructorParameters<typeof Readability>[0]).parse();
+    const fromArticle = article?.content ? normalize(htmlToText(article.content, TEXT_OPTIONS)) : '';
+    if (fromArticle !== '') return { text: fromArticle, title, extractor: 'readability' };
+  }
   return { text: normalize(htmlToText(fallbackHtml, FALLBACK_OPTIONS)), title, extractor: 'fallback' };
+}
+
+interface ElementLike {
+  children: ArrayLike<ElementLike>;
+}
+
+/** Whether the page is shallow and small enough for Readability (an iterative walk: depth cannot overflow it). */
+function withinReadabilityLimits(root: ElementLike | null): boolean {
+  if (root === null) return false;
+  const stack: Array<{ node: ElementLike; depth: number }> = [{ node: root, depth: 1 }];
+  let elements = 0;
+  while (stack.length > 0) {
+    const { node, depth } = stack.pop()!;
+    if (++elements > MAX_READABILITY_ELEMENTS || depth > MAX_READABILITY_DEPTH) return false;
+    const children = node.children; // built anew on each access by linkedom: read once
+    for (let i = 0; i < children.length; i++) stack.push({ node: children[i], depth: depth + 1 });
+  }
+  return true;
 }
 
 /** Readability resolves relative links against the document's URL; linkedom documents have none unless given. */
