@@ -5,6 +5,8 @@ ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
 COPY bin ./bin
+COPY app ./app
+COPY temporal ./temporal
 COPY lib ./lib
 COPY workflows ./workflows
 COPY activities ./activities

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import {
   ConfigError,
+  confineLocalReach,
   describeVariables,
   loadConfig,
   TASK_QUEUE_ROLES,
@@ -71,12 +72,13 @@ function parseCount(value: string): number {
  */
 async function runEmbeddedStart(opts: { json?: boolean; example?: 'torch' }): Promise<void> {
   const started = new Date();
-  const config = loadConfig();
+  const { config, notice } = confineLocalReach(loadConfig(), process.cwd());
   const [{ ensureLocalTemporal }, { installRuntime }, { createWorkers }, { connectClient }, { FlywheelClient }] =
     await Promise.all([embedded(), runtime(), workerSet(), connection(), flywheelClient()]);
   const temporal = await ensureLocalTemporal(config);
   log(opts, `Temporal ${temporal.server ? 'dev server started' : 'server found'} at ${temporal.address}`);
   if (temporal.uiUrl) log(opts, `Temporal Web UI: ${temporal.uiUrl}`);
+  if (notice) log(opts, notice);
   const { metricsUrl } = await installRuntime(config, { quiet: true });
   const workers = await createWorkers(config);
   const running = workers.run();
@@ -117,7 +119,7 @@ async function runEmbeddedStart(opts: { json?: boolean; example?: 'torch' }): Pr
 
 /** `flywheel dev`: the same stack as `start`, kept up (UI included) until Ctrl-C. */
 async function runDevStack(): Promise<void> {
-  const config = loadConfig();
+  const { config, notice } = confineLocalReach(loadConfig(), process.cwd());
   const [{ ensureLocalTemporal }, { installRuntime }, { createWorkers }, { onShutdownSignal }] = await Promise.all([
     embedded(),
     runtime(),
@@ -143,6 +145,7 @@ async function runDevStack(): Promise<void> {
   if (temporal.uiUrl) console.log(`Temporal Web UI: ${temporal.uiUrl}`);
   console.log(`Worker queues: ${workers.workers.map((w) => w.taskQueue).join(', ')}`);
   if (metricsUrl) console.log(`Worker metrics: ${metricsUrl}`);
+  if (notice) console.log(notice);
   console.log('Press Ctrl-C to stop.');
   onShutdownSignal(async () => {
     await workers.shutdown();

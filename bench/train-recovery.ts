@@ -74,7 +74,12 @@ async function main() {
   const trainWorker = async (): Promise<ChildProcess> => {
     const child = spawn(process.execPath, [path.join(root, 'bin', 'flywheel.js'), 'worker', '--queues', 'train'], {
       cwd: root,
-      env: { ...process.env, ...env, FLYWHEEL_TASK_QUEUE_PREFIX: config.worker.taskQueuePrefix },
+      env: {
+        ...process.env,
+        ...env,
+        FLYWHEEL_TASK_QUEUE_PREFIX: config.worker.taskQueuePrefix,
+        FLYWHEEL_REACH_UNRESTRICTED: '1',
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);

@@ -16,7 +16,8 @@ import {
   type SourceSpecInput,
 } from '../lib/collect';
 
-const ctx: CollectContext = { now: () => new Date('2025-01-02T03:04:05.000Z') };
+// The test server listens on loopback, which url sources reach only when the host is listed by name.
+const ctx: CollectContext = { now: () => new Date('2025-01-02T03:04:05.000Z'), allowedHosts: ['127.0.0.1'] };
 const LINES = '{"id":"a","text":"first record"}\n{"id":"b","text":"second record"}\n';
 
 /** Requests per path, to see retries happen (or not). */

@@ -548,6 +548,7 @@ describe('feedback durability', () => {
         FLYWHEEL_TASK_QUEUE_PREFIX: prefix,
         FLYWHEEL_METRICS_PORT: '0',
         FLYWHEEL_TASK_QUEUES: 'io',
+        FLYWHEEL_REACH_UNRESTRICTED: '1',
         FLYWHEEL_WARM: `s3://${bucket}/warm`,
         FLYWHEEL_S3_ENDPOINT: gate.endpoint,
         FLYWHEEL_S3_CHECKSUMS: s3.checksums,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +14,7 @@ import {
   SourceForbidden,
   SourceSpec,
   hostAllowed,
+  internalAddressKind,
   planSource,
   readUnit,
   sampleCorpus,
@@ -20,7 +22,8 @@ import {
   type CollectEvent,
   type SourceSpecInput,
 } from '../lib/collect';
-import { ConfigError, loadConfig } from '../lib/config';
+import { fetchWithinReach, type ResolveAll } from '../lib/collect/sources/reach-fetch';
+import { ConfigError, WorkerReachUnset, checkWorkerReach, confineLocalReach, loadConfig } from '../lib/config';
 import type { DatasetSummary } from '../lib/contracts/pipeline-results';
 import { S3Store, createS3Client } from '../lib/storage';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
@@ -57,6 +60,8 @@ function startHttp(): Promise<void> {
         return redirect(`http://localhost:${port}/chapter.txt`);
       case '/to-metadata':
         return redirect('http://169.254.169.254/latest/meta-data/');
+      case '/to-private':
+        return redirect('http://10.1.2.3/internal/report.txt');
       case '/to-file':
         return redirect('file:///etc/passwd');
       case '/100%-bad%ZZ.txt': // not valid percent-encoding
@@ -90,6 +95,10 @@ describe('collection reach, for specs started as the UI starts them', () => {
   let workers: FlywheelWorkers;
   let running: Promise<void>;
   let taskQueue: string;
+  /** A second worker whose hosts list is `*` (any public host) and the test server by name. */
+  let openWorkers: FlywheelWorkers;
+  let openRunning: Promise<void>;
+  let openQueue: string;
 
   before(async () => {
     fs.writeFileSync(path.join(root, 'chapter.txt'), chapters[0]);
@@ -115,6 +124,14 @@ describe('collection reach, for specs started as the UI starts them', () => {
     taskQueue = `${config.worker.taskQueuePrefix}-io`;
     workers = await createWorkers(config);
     running = workers.run();
+    const open = testConfig(address, {
+      FLYWHEEL_COLLECT_ROOTS: root,
+      FLYWHEEL_COLLECT_HOSTS: `127.0.0.1:${port},*`,
+      FLYWHEEL_TASK_QUEUES: 'io',
+    });
+    openQueue = `${open.worker.taskQueuePrefix}-io`;
+    openWorkers = await createWorkers(open);
+    openRunning = openWorkers.run();
     connection = await Connection.connect({ address });
     client = new Client({ connection });
   });
@@ -122,6 +139,8 @@ describe('collection reach, for specs started as the UI starts them', () => {
   after(async () => {
     await workers?.shutdown();
     await running;
+    await openWorkers?.shutdown();
+    await openRunning;
     await connection?.close();
     s3Client?.destroy();
     await s3?.stop();
@@ -130,10 +149,10 @@ describe('collection reach, for specs started as the UI starts them', () => {
 
   let runs = 0;
   /** Starts the pipeline with a raw JSON argument, as the Temporal UI's Start Workflow form does. */
-  function startFromUi(sources: unknown[]): Promise<WorkflowHandle> {
+  function startFromUi(sources: unknown[], queue = taskQueue): Promise<WorkflowHandle> {
     return client.workflow.start('dataPipeline', {
       args: [{ dataset: `reach-${++runs}`, sources }],
-      taskQueue,
+      taskQueue: queue,
       workflowId: `reach-${suffix}-${runs}`,
     });
   }
@@ -151,11 +170,12 @@ describe('collection reach, for specs started as the UI starts them', () => {
     return { failure, history };
   }
 
-  async function assertRefused(sources: unknown[], detail: RegExp): Promise<void> {
-    const { failure, history } = await failureOf(await startFromUi(sources));
+  async function assertRefused(sources: unknown[], detail: RegExp, queue = taskQueue): Promise<void> {
+    const { failure, history } = await failureOf(await startFromUi(sources, queue));
     assert.equal(failure.type, 'SourceForbidden', failure.message);
     assert.equal(failure.nonRetryable, true);
     assert.match(failure.message, detail);
+    assert.match(failure.message, /FLYWHEEL_COLLECT_(ROOTS|BUCKETS|HOSTS)/, 'the refusal names the variable');
     assert.doesNotMatch(history, /"attempt":[2-9]/, 'refused once, never retried');
     if (PASSWD_LINE) assert.ok(!history.includes(PASSWD_LINE), 'nothing of /etc/passwd reaches the history');
   }
@@ -198,6 +218,38 @@ describe('collection reach, for specs started as the UI starts them', () => {
     assert.equal(hits.get('/chapter.txt') ?? 0, fetched, 'the redirect targets were never fetched');
   });
 
+  it('refuses URLs to loopback and link-local addresses, by address or by a name resolving there', async () => {
+    const fetched = hits.get('/chapter.txt') ?? 0;
+    const open = (url: string, detail: RegExp) => assertRefused([{ type: 'url', url }], detail, openQueue);
+    await open(
+      'http://127.0.0.1/latest',
+      /host 127\.0\.0\.1 is a loopback address; list the host by name in FLYWHEEL_COLLECT_HOSTS/,
+    );
+    await open('http://169.254.169.254/latest/meta-data/', /169\.254\.169\.254 is a link-local address/);
+    await open('http://[::ffff:169.254.169.254]/latest/meta-data/', /is a link-local address/);
+    await open('http://10.0.0.8:9000/bucket/key', /10\.0\.0\.8 is a private address/);
+    // `*` lets the name through; the address DNS answers is checked as the connection is made.
+    await open(
+      `http://localhost:${port}/chapter.txt`,
+      /host localhost resolves to (127\.0\.0\.1|::1), a loopback address/,
+    );
+    assert.equal(hits.get('/chapter.txt') ?? 0, fetched, 'nothing was fetched');
+  });
+
+  it('refuses redirects to private, link-local or loopback addresses from a host listed by name', async () => {
+    const fetched = hits.get('/chapter.txt') ?? 0;
+    const base = `http://127.0.0.1:${port}`;
+    const open = (path: string, detail: RegExp) =>
+      assertRefused([{ type: 'url', url: `${base}${path}` }], detail, openQueue);
+    await open(
+      '/to-private',
+      /redirects to http:\/\/10\.1\.2\.3\/internal\/report\.txt, whose host 10\.1\.2\.3 is a private/,
+    );
+    await open('/to-metadata', /redirects to http:\/\/169\.254\.169\.254.* is a link-local address/);
+    await open('/to-outside', /redirects to http:\/\/localhost:\d+\/chapter\.txt, whose host localhost resolves to/);
+    assert.equal(hits.get('/chapter.txt') ?? 0, fetched, 'the redirect targets were never fetched');
+  });
+
   it('collects from every allowed root, bucket and host, redirects within the list included', async () => {
     const handle = await startFromUi([
       { type: 'path', path: root, glob: '*.txt' },
@@ -225,12 +277,52 @@ describe('allow-lists in the collect library', () => {
     return events;
   }
 
-  it('without lists (local development) any host and redirect target is reached', async () => {
-    const events = await collect({ type: 'url', url: `${base}/to-outside` }, ctx);
+  it('without lists (local development) loopback is still refused unless its hosts are listed by name', async () => {
+    await assert.rejects(
+      collect({ type: 'url', url: `${base}/to-outside` }, ctx),
+      (e: unknown) => e instanceof SourceForbidden && /127\.0\.0\.1 is a loopback address/.test(e.message),
+    );
+    const events = await collect(
+      { type: 'url', url: `${base}/to-outside` },
+      { ...ctx, allowedHosts: ['127.0.0.1', 'localhost'] },
+    );
     assert.deepEqual(
       events.map((e) => e.kind),
       ['document'],
     );
+  });
+
+  it('checks every address a name resolves to when it connects, whatever the lookup answers', async () => {
+    // A host on a public-looking name whose DNS answer is loopback: the connection itself is refused.
+    const toLoopback: ResolveAll = (_host, _options, callback) => callback(null, [{ address: '127.0.0.1', family: 4 }]);
+    const fetchLocal = fetchWithinReach(['*'], 'http://rebinding.example/x', toLoopback);
+    const fetched = hits.get('/chapter.txt') ?? 0;
+    await assert.rejects(
+      fetchLocal(`http://rebinding.example:${port}/chapter.txt`),
+      (e: unknown) => e instanceof SourceForbidden && /rebinding\.example resolves to 127\.0\.0\.1/.test(e.message),
+    );
+    assert.equal(hits.get('/chapter.txt') ?? 0, fetched);
+  });
+
+  it('classifies internal addresses, IPv4-mapped IPv6 included', () => {
+    const internal = {
+      '127.0.0.1': 'a loopback',
+      '0.0.0.0': 'an unspecified (this host)',
+      '169.254.169.254': 'a link-local',
+      '10.1.2.3': 'a private',
+      '172.31.255.1': 'a private',
+      '192.168.1.1': 'a private',
+      '100.100.100.200': 'a shared (carrier-grade NAT)',
+      '::1': 'a loopback',
+      '::': 'an unspecified (this host)',
+      'fe80::1': 'a link-local',
+      'fd00:ec2::254': 'a private (unique local)',
+      '::ffff:127.0.0.1': 'a loopback',
+      '::ffff:a9fe:a9fe': 'a link-local',
+    };
+    for (const [address, kind] of Object.entries(internal)) assert.equal(internalAddressKind(address), kind, address);
+    for (const address of ['8.8.8.8', '172.32.0.1', '93.184.216.34', '2606:4700:4700::1111', '::ffff:8.8.8.8'])
+      assert.equal(internalAddressKind(address), undefined, address);
   });
 
   it('a refused redirect under onSourceError: skip becomes a forbidden quarantine record', async () => {
@@ -245,7 +337,10 @@ describe('allow-lists in the collect library', () => {
   });
 
   it('reads a URL whose name is not valid percent-encoding instead of failing on it', async () => {
-    const events = await collect({ type: 'url', url: `${base}/100%-bad%ZZ.txt` }, ctx);
+    const events = await collect(
+      { type: 'url', url: `${base}/100%-bad%ZZ.txt` },
+      { ...ctx, allowedHosts: ['127.0.0.1'] },
+    );
     assert.deepEqual(
       events.map((e) => (e.kind === 'document' ? e.doc.text : e.record.reason)),
       ['a name that does not decode'],
@@ -281,6 +376,8 @@ describe('allow-lists in the collect library', () => {
     for (const url of yes) assert.ok(hostAllowed(new URL(url), allowed), url);
     for (const url of no) assert.ok(!hostAllowed(new URL(url), allowed), url);
     assert.ok(hostAllowed(new URL('https://anything.example/x'), undefined), 'no list: unrestricted');
+    assert.ok(hostAllowed(new URL('https://anything.example/x'), ['*']), '`*`: any host');
+    assert.ok(!hostAllowed(new URL('https://anything.example/x'), []), 'none: no host');
   });
 
   it('reads FLYWHEEL_COLLECT_BUCKETS and FLYWHEEL_COLLECT_HOSTS, refusing malformed entries', () => {
@@ -293,8 +390,12 @@ describe('allow-lists in the collect library', () => {
     const defaults = loadConfig({});
     assert.equal(defaults.worker.collectBuckets, undefined, 'unset: any bucket');
     assert.equal(defaults.worker.collectHosts, undefined, 'unset: any host');
+    const none = loadConfig({ FLYWHEEL_COLLECT_BUCKETS: 'none', FLYWHEEL_COLLECT_HOSTS: 'none' });
+    assert.deepEqual(none.worker.collectBuckets, [], 'none: no s3 sources');
+    assert.deepEqual(none.worker.collectHosts, [], 'none: no url sources');
     for (const [variable, value] of [
       ['FLYWHEEL_COLLECT_BUCKETS', 'Bad_Bucket'],
+      ['FLYWHEEL_COLLECT_BUCKETS', 'none,corpus-a'],
       ['FLYWHEEL_COLLECT_HOSTS', 'http://example.org/'],
       ['FLYWHEEL_COLLECT_HOSTS', 'user@example.org'],
       ['FLYWHEEL_COLLECT_HOSTS', 'example.org:99999'],
@@ -306,5 +407,58 @@ describe('allow-lists in the collect library', () => {
         `${variable}=${value}`,
       );
     }
+  });
+});
+
+describe('reach settings of the worker processes', () => {
+  const cli = path.join(__dirname, '..', 'bin', 'flywheel.js');
+  /** This process's environment without any Flywheel or Temporal variable, as a fresh machine has it. */
+  const bare = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('FLYWHEEL_') && !k.startsWith('TEMPORAL_')),
+  );
+
+  it('`flywheel worker` with no reach list set exits 2, naming the variables, before connecting', () => {
+    const run = spawnSync(process.execPath, [cli, 'worker'], {
+      env: { ...bare, TEMPORAL_ADDRESS: '127.0.0.1:1', FLYWHEEL_METRICS_PORT: '0' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(run.status, 2, run.stderr);
+    for (const variable of [
+      'FLYWHEEL_COLLECT_ROOTS',
+      'FLYWHEEL_COLLECT_BUCKETS',
+      'FLYWHEEL_COLLECT_HOSTS',
+      'FLYWHEEL_REACH_UNRESTRICTED=1',
+    ])
+      assert.ok(run.stderr.includes(variable), `the message names ${variable}:\n${run.stderr}`);
+    assert.doesNotMatch(run.stdout, /worker on/);
+  });
+
+  it('starts with any one list set, or with FLYWHEEL_REACH_UNRESTRICTED=1 said on purpose', () => {
+    assert.throws(() => checkWorkerReach(loadConfig({})), WorkerReachUnset);
+    assert.throws(() => checkWorkerReach(loadConfig({ FLYWHEEL_REACH_UNRESTRICTED: '0' })), WorkerReachUnset);
+    for (const env of [
+      { FLYWHEEL_COLLECT_ROOTS: '/data' },
+      { FLYWHEEL_COLLECT_BUCKETS: 'none' },
+      { FLYWHEEL_COLLECT_HOSTS: 'none' },
+      { FLYWHEEL_REACH_UNRESTRICTED: '1' },
+    ])
+      assert.doesNotThrow(() => checkWorkerReach(loadConfig(env)), JSON.stringify(env));
+    assert.equal(new WorkerReachUnset().exitCode, 2);
+  });
+
+  it('`flywheel start` and `dev` confine path sources to the working directory unless told otherwise', () => {
+    const local = confineLocalReach(loadConfig({}, '/srv/app'), '/srv/app');
+    assert.deepEqual(local.config.worker.collectRoots, ['/srv/app']);
+    assert.match(
+      local.notice ?? '',
+      /Path sources read only under \/srv\/app.*FLYWHEEL_COLLECT_ROOTS.*FLYWHEEL_REACH_UNRESTRICTED/,
+    );
+    const chosen = confineLocalReach(loadConfig({ FLYWHEEL_COLLECT_ROOTS: '/corpus' }, '/srv/app'), '/srv/app');
+    assert.deepEqual(chosen.config.worker.collectRoots, ['/corpus']);
+    assert.equal(chosen.notice, undefined);
+    const open = confineLocalReach(loadConfig({ FLYWHEEL_REACH_UNRESTRICTED: 'true' }, '/srv/app'), '/srv/app');
+    assert.equal(open.config.worker.collectRoots, undefined);
+    assert.equal(open.notice, undefined);
   });
 });

@@ -180,6 +180,7 @@ describe('flywheel status, against a worker process with metrics and JSON logs',
         FLYWHEEL_METRICS_PORT: String(metricsPort),
         FLYWHEEL_LOG_FORMAT: 'json',
         FLYWHEEL_LOG_LEVEL: 'DEBUG',
+        FLYWHEEL_REACH_UNRESTRICTED: '1',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -73,6 +73,7 @@ describe('the trainingRun workflow', () => {
         FLYWHEEL_HOME: config.home,
         FLYWHEEL_TASK_QUEUE_PREFIX: config.worker.taskQueuePrefix,
         FLYWHEEL_METRICS_PORT: '0',
+        FLYWHEEL_REACH_UNRESTRICTED: '1',
       },
       stdio: 'ignore',
     });

@@ -63,6 +63,10 @@ describe('worker and embedded processes', () => {
           FLYWHEEL_HOME: home,
           FLYWHEEL_TASK_QUEUE_PREFIX: prefix,
           FLYWHEEL_METRICS_PORT: String(metricsPort),
+          // A production worker names its reach: no files, no buckets, no URLs for this one.
+          FLYWHEEL_COLLECT_ROOTS: home,
+          FLYWHEEL_COLLECT_BUCKETS: 'none',
+          FLYWHEEL_COLLECT_HOSTS: 'none',
         },
       });
       try {

@@ -1,13 +1,15 @@
-import { loadConfig, type TaskQueueRole } from '../lib/config';
+import { checkWorkerReach, loadConfig, type TaskQueueRole } from '../lib/config';
 import { installRuntime } from './runtime';
 import { createWorkers } from './workers';
 
 /**
  * A worker process: serves the configured task queues until SIGINT or SIGTERM, then drains gracefully.
- * `flywheel worker --queues io,cpu` and `FLYWHEEL_TASK_QUEUES` choose a subset.
+ * `flywheel worker --queues io,cpu` and `FLYWHEEL_TASK_QUEUES` choose a subset. It refuses to start (exit code 2)
+ * with no reach list set unless FLYWHEEL_REACH_UNRESTRICTED says so: it serves specs from anyone who can start one.
  */
 export async function runWorkerProcess(opts: { roles?: TaskQueueRole[] } = {}): Promise<void> {
   const config = loadConfig();
+  checkWorkerReach(config);
   const { metricsUrl } = await installRuntime(config);
   const workers = await createWorkers(config, { roles: opts.roles });
   console.log(

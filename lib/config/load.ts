@@ -63,10 +63,12 @@ export interface FlywheelConfig {
     logFormat: EnvConfig['FLYWHEEL_LOG_FORMAT'];
     /** Folders collection may read (absolute); unrestricted when absent. */
     collectRoots?: string[];
-    /** S3 buckets collection may read; unrestricted when absent. */
+    /** S3 buckets collection may read; unrestricted when absent, none when empty. */
     collectBuckets?: string[];
-    /** Hosts URL sources and their redirects may reach; unrestricted when absent. */
+    /** Hosts URL sources and their redirects may reach; any public host when absent, none when empty. */
     collectHosts?: string[];
+    /** FLYWHEEL_REACH_UNRESTRICTED: `flywheel worker` may start with all three lists unset. */
+    reachUnrestricted: boolean;
   };
   /** Payload encryption: on when a key ring is configured. */
   codec: { keyRing?: KeyRing; token?: string };
@@ -139,6 +141,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       collectRoots: e.FLYWHEEL_COLLECT_ROOTS?.map((root) => path.resolve(cwd, root)),
       collectBuckets: e.FLYWHEEL_COLLECT_BUCKETS,
       collectHosts: e.FLYWHEEL_COLLECT_HOSTS,
+      reachUnrestricted: e.FLYWHEEL_REACH_UNRESTRICTED ?? false,
     },
     codec: { keyRing, token: e.FLYWHEEL_CODEC_TOKEN },
     feedback: { shards: e.FLYWHEEL_FEEDBACK_SHARDS, maxEventBytes: e.FLYWHEEL_FEEDBACK_MAX_EVENT_BYTES },

@@ -35,6 +35,13 @@ const commaList = z
       .filter(Boolean),
   );
 
+/** A comma-separated list whose entries pass `valid`, or `none` for an empty list (that kind of source off). */
+const noneOrList = (valid: (entry: string) => boolean, message: string) =>
+  commaList
+    .refine((v) => v.join() === 'none' || (v.length > 0 && !v.includes('none') && v.every(valid)), { message })
+    .transform((v) => (v.join() === 'none' ? [] : v))
+    .optional();
+
 const positiveInt = (what: string) => z.coerce.number({ message: what }).int(what).min(1, what);
 
 export const TASK_QUEUE_ROLES = ['io', 'cpu', 'train'] as const;
@@ -167,22 +174,25 @@ export const envSchema = z.object({
     .describe(
       'folders `path` sources may read (default: anywhere the worker can read); set it when specs come from the UI',
     ),
-  FLYWHEEL_COLLECT_BUCKETS: commaList
-    .refine((buckets) => buckets.length > 0 && buckets.every((b) => BUCKET_NAME.test(b)), {
-      message: 'a comma-separated list of S3 bucket names',
-    })
+  FLYWHEEL_COLLECT_BUCKETS: noneOrList(
+    (bucket) => BUCKET_NAME.test(bucket),
+    'a comma-separated list of S3 bucket names, or none',
+  ).describe(
+    'S3 buckets `s3` sources may read; none = no s3 sources (unset: any bucket the credentials can read); ' +
+      'set it when specs come from the UI',
+  ),
+  FLYWHEEL_COLLECT_HOSTS: noneOrList(
+    isHostPattern,
+    'a comma-separated list of hosts: host, host:port, *.domain or *, or none',
+  ).describe(
+    'hosts `url` sources and their redirects may reach: host, host:port, *.domain or * (any); none = no url sources ' +
+      '(unset: any public host). Loopback, link-local and private addresses need the host listed by name',
+  ),
+  FLYWHEEL_REACH_UNRESTRICTED: booleanFlag
     .optional()
     .describe(
-      'S3 buckets `s3` sources may read (default: any bucket the credentials can read); set it when specs come from the UI',
-    ),
-  FLYWHEEL_COLLECT_HOSTS: commaList
-    .refine((hosts) => hosts.length > 0 && hosts.every(isHostPattern), {
-      message: 'a comma-separated list of hosts: host, host:port or *.domain',
-    })
-    .optional()
-    .describe(
-      'hosts `url` sources and their redirects may reach: host, host:port or *.domain (default: any host); ' +
-        'set it when specs come from the UI',
+      '1 = `flywheel worker` may start with FLYWHEEL_COLLECT_ROOTS, _BUCKETS and _HOSTS all unset (specs read any ' +
+        'folder, bucket and public host); only where every spec is trusted',
     ),
   FLYWHEEL_LOG_LEVEL: z
     .enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'], { message: 'TRACE, DEBUG, INFO, WARN or ERROR' })

@@ -11,6 +11,7 @@ import { checkHostAllowed } from '../reach';
 import type { UrlSource } from '../source-spec';
 import type { SourceUnit } from '../source-unit';
 import type { OpenedUnit } from './opened-unit';
+import { fetchWithinReach } from './reach-fetch';
 
 const MAX_BACKOFF_MS = 30_000;
 /** As many redirects as browsers and fetch follow. */
@@ -165,7 +166,8 @@ async function downloadOnce(source: UrlSource, ctx: CollectContext, file: string
 
 /** Fetches `url`, following redirects only to http(s) URLs on the allowed hosts. */
 async function fetchFollowingAllowed(url: string, ctx: CollectContext, signal: AbortSignal): Promise<Response> {
-  const fetchFn = ctx.fetch ?? fetch;
+  // The default fetch checks the addresses each host resolves to as it connects (see fetchWithinReach).
+  const fetchFn = ctx.fetch ?? fetchWithinReach(ctx.allowedHosts, url);
   let target = new URL(url);
   for (let redirects = 0; ; redirects++) {
     const res = await fetchFn(target.href, { signal, redirect: 'manual' });
