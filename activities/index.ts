@@ -6,6 +6,7 @@ import { createTrainingActivities } from './training';
 import { createExternalTrainingActivities } from './external-training';
 import { createFeedbackActivities } from './feedback';
 import { createFlywheelActivities } from './flywheel';
+import { createStorageLifecycleActivities } from './storage-lifecycle';
 
 /** The store, and the folders, buckets and hosts collection may read (each unrestricted when left out). */
 export interface ActivityDeps extends CollectReach {
@@ -23,6 +24,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createExternalTrainingActivities(deps),
     ...createFeedbackActivities(deps),
     ...createFlywheelActivities(deps),
+    ...createStorageLifecycleActivities(deps),
   };
 }
 

@@ -22,6 +22,7 @@ import { registerStatusCommand } from './commands/status';
 import { registerReportCommand } from './commands/report';
 import { registerModelsCommands } from './commands/models';
 import { registerFlywheelCommands } from './commands/flywheel';
+import { registerStorageCommands } from './commands/storage';
 
 // Commands load the SDK (and its native bridge) only when they need it, so `--help` and `config` answer at once.
 // Plain require keeps one CommonJS module graph (a dynamic import() would load a second copy through the ESM loader).
@@ -235,6 +236,9 @@ export function buildCli(): Command {
   });
 
   registerFlywheelCommands(program, {
+    connect: () => connectFlywheel(loadConfig()),
+  });
+  registerStorageCommands(program, {
     connect: () => connectFlywheel(loadConfig()),
   });
 

@@ -13,7 +13,14 @@ import { StorageCheckSpec, type StorageCheckInput, type StorageCheckResult } fro
 import { PipelineSpec, pipelineWorkflowId, type PipelineInput } from '../lib/contracts/pipeline';
 import type { DatasetSummary, PipelineProgress } from '../lib/contracts/pipeline-results';
 import { TrainingSpec, trainingWorkflowId, type TrainingInput } from '../lib/contracts/training';
-import type { dataPipeline, flywheelRun, storageCheck, StorageCheckProgress, trainingRun } from '../workflows';
+import type {
+  dataPipeline,
+  flywheelRun,
+  storageCheck,
+  StorageCheckProgress,
+  storageLifecycle,
+  trainingRun,
+} from '../workflows';
 import {
   durationMs,
   FlywheelSpec,
@@ -22,6 +29,11 @@ import {
   type FlywheelInput,
   type FlywheelResult,
 } from '../lib/contracts/flywheel';
+import {
+  STORAGE_LIFECYCLE_SCHEDULE_ID,
+  StorageLifecycleSpec,
+  type StorageLifecycleInput,
+} from '../lib/contracts/storage-lifecycle';
 import { FeedbackBatcher, type FeedbackBatcherOptions } from '../lib/feedback/batcher';
 import type { FeedbackLedgerProgress } from '../lib/contracts/feedback';
 import { submitFeedbackBatch, type FeedbackClientOptions, type FeedbackReceipt } from './feedback';
@@ -177,6 +189,37 @@ export class FlywheelClient {
 
   flywheelSchedule(model: string): ScheduleHandle {
     return this.client.schedule.getHandle(flywheelScheduleId(model));
+  }
+
+  /** Starts the storage lifecycle (a dry run unless `apply`) as `storage-lifecycle-<time>`. */
+  async startStorageLifecycle(input: StorageLifecycleInput): Promise<WorkflowHandle<typeof storageLifecycle>> {
+    const spec = parseSpec('storageLifecycle', StorageLifecycleSpec, input);
+    return this.client.workflow.start<typeof storageLifecycle>('storageLifecycle', {
+      args: [spec],
+      taskQueue: this.workflowQueue,
+      workflowId: `${STORAGE_LIFECYCLE_SCHEDULE_ID}-${new Date().toISOString()}`,
+      memo: { apply: spec.apply },
+    });
+  }
+
+  /** The storage lifecycle as the Temporal Schedule `storage-lifecycle`: the spec's cron, overlapping runs skipped. */
+  async createStorageLifecycleSchedule(input: StorageLifecycleInput): Promise<ScheduleHandle> {
+    const spec = parseSpec('storageLifecycle', StorageLifecycleSpec, input);
+    return this.client.schedule.create({
+      scheduleId: STORAGE_LIFECYCLE_SCHEDULE_ID,
+      spec: { cronExpressions: [spec.schedule.cron], timezone: spec.schedule.timezone },
+      action: {
+        type: 'startWorkflow',
+        workflowType: 'storageLifecycle',
+        args: [spec],
+        taskQueue: this.workflowQueue,
+        // Temporal appends the scheduled time: storage-lifecycle-2026-11-27T03:00:00Z.
+        workflowId: STORAGE_LIFECYCLE_SCHEDULE_ID,
+        memo: { apply: spec.apply },
+      },
+      policies: { overlap: ScheduleOverlapPolicy.SKIP, pauseOnFailure: true },
+      memo: { cron: spec.schedule.cron, timezone: spec.schedule.timezone, apply: spec.apply },
+    });
   }
 
   async storageCheckProgress(workflowId: string): Promise<StorageCheckProgress> {

@@ -3,3 +3,4 @@ export * from './data-pipeline';
 export * from './training-run';
 export * from './feedback-ledger';
 export * from './flywheel-run';
+export * from './storage-lifecycle';
