@@ -7,6 +7,7 @@ import { storageBenchmarks } from './storage.bench';
 import { pipelineBenchmarks } from './pipeline.bench';
 import { dedupBenchmarks } from './dedup.bench';
 import { qualityBenchmarks } from './quality.bench';
+import { formatsBenchmarks } from './formats.bench';
 import { trainBenchmarks, trainFigures } from './train.bench';
 import { feedbackFigures } from './feedback.bench';
 import { scaleOutBenchmarks } from './scale-out.bench';
@@ -21,6 +22,7 @@ async function main() {
     ...pipelineBenchmarks(),
     ...dedupBenchmarks(),
     ...qualityBenchmarks(),
+    ...formatsBenchmarks(),
     ...trainBenchmarks(),
     ...scaleOutBenchmarks(),
   ];

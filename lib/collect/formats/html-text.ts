@@ -112,8 +112,7 @@ function normalize(text: string): string {
 
 /** A page decoded to text, or the charset label that no decoder knows. */
 export type DecodedHtml =
-  | { html: string; charset: string; utf8Repaired: boolean }
-  | { unknownCharset: string; declaredBy: string };
+  { html: string; charset: string; utf8Repaired: boolean } | { unknownCharset: string; declaredBy: string };
 
 /** How many bytes the <meta charset> prescan looks at, as the HTML standard's prescan does. */
 const META_PRESCAN_BYTES = 1024;
