@@ -282,6 +282,28 @@ describe('text files', () => {
     assert.match(quarantined[0].detail ?? '', /control bytes/);
   });
 
+  it('rejects empty documents at collection, with the reason and the line, and keeps the rest', async () => {
+    const body = [
+      '{"id":"a","text":"one"}',
+      '{"id":"b","text":""}',
+      '{"id":"c","text":"  \\n\\t "}',
+      '{"id":"d","text":"two"}',
+    ];
+    const { docs, quarantined } = await collectFile('some-empty.jsonl', body.join('\n') + '\n');
+    assert.deepEqual(
+      docs.map((d) => d.id),
+      ['a', 'd'],
+    );
+    assert.deepEqual(
+      quarantined.map((q) => [q.reason, q.location]),
+      [
+        ['empty', 'line 2'],
+        ['empty', 'line 3'],
+      ],
+    );
+    assert.match(quarantined[0].detail ?? '', /no text/);
+  });
+
   it('skips a document over maxDocumentBytes to quarantine by default', async () => {
     const { docs, quarantined } = await collectFile('big.txt', 'x'.repeat(1000), { maxDocumentBytes: 100 });
     assert.equal(docs.length, 0);

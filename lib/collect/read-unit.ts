@@ -122,6 +122,9 @@ function toEvent(raw: RawRecord, unit: SourceUnit, ctx: CollectContext, ordinal:
   };
   if (raw.kind === 'quarantine') return quarantine(raw.reason, raw.detail, raw.sample);
 
+  // An empty document is nothing to filter, dedup or shard: rejected here, with its place, rather than passed on.
+  if (raw.text.trim().length === 0)
+    return quarantine('empty', 'the document has no text (empty, or only whitespace)', excerpt(raw.text));
   const { maxDocumentBytes, oversize } = unit.source;
   const source = where + positionSuffix(raw.position);
   const metadata: Record<string, unknown> = { ...raw.metadata };
