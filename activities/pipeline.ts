@@ -1,4 +1,5 @@
 import * as os from 'node:os';
+import { trace } from '@opentelemetry/api';
 import { Context } from '@temporalio/activity';
 import type { CollectReach } from '../lib/collect/context';
 import { DedupPool } from '../lib/dedup/dedup-pool';
@@ -13,6 +14,7 @@ import {
 } from '../lib/pipeline/stage';
 import { savedCursor, type StageCursor } from '../lib/pipeline/stage-io';
 import type { RunKey } from '../lib/pipeline/stage-output';
+import { stepSpanAttributes } from '../lib/pipeline/step-attributes';
 import { pipelineSteps } from '../lib/pipeline/steps';
 import type { TieredStore } from '../lib/storage';
 import { TokenizerPool } from '../lib/tokenize/pool';
@@ -122,8 +124,11 @@ export function createPipelineActivities({
   };
   return stepCalls(
     pipelineSteps,
-    <I extends RunKey, O>(step: PipelineStep<I, O>) =>
-      (input: I) =>
-        withFailureMapping(() => runStep(step, input, executor)),
+    <I extends RunKey, O>(step: PipelineStep<I, O>, name: keyof typeof pipelineSteps) =>
+      (input: I) => {
+        // The activity's span (when tracing is on) says which stage, dataset and unit this call works on.
+        trace.getActiveSpan()?.setAttributes(stepSpanAttributes(name, input));
+        return withFailureMapping(() => runStep(step, input, executor));
+      },
   );
 }

@@ -11,6 +11,7 @@ import {
   type TaskQueueRole,
 } from '../lib/config';
 import { InvalidSpec } from '../lib/contracts/invalid-spec';
+import { shutdownTracing } from '../temporal/tracing';
 import type { StorageCheckInput } from '../lib/contracts/storage-check';
 import { registerPipelineCommands } from './commands/pipeline';
 import { registerDedupCommand } from './commands/dedup';
@@ -299,6 +300,9 @@ export async function main(argv: string[]): Promise<number> {
     const exitCode = (err as { exitCode?: number }).exitCode;
     console.error(`flywheel: ${err instanceof Error ? err.message : String(err)}`);
     return typeof exitCode === 'number' ? exitCode : EXIT.failed;
+  } finally {
+    // The spans of this command go out before the process exits (bounded: a dead collector never holds it up).
+    await shutdownTracing();
   }
 }
 

@@ -2,6 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import type { FlywheelConfig } from '../lib/config';
 import { tlsOptions } from './connection';
 import { flywheelDataConverter } from './payload-codec';
+import { installTracing, tracingClientInterceptors } from './tracing';
 
 export class TemporalUnreachable extends Error {
   readonly exitCode = 3;
@@ -27,5 +28,11 @@ export async function connectClient(config: FlywheelConfig): Promise<Client> {
   } catch (err) {
     throw new TemporalUnreachable(config.temporal.address, err);
   }
-  return new Client({ connection, namespace: config.temporal.namespace, dataConverter: flywheelDataConverter(config) });
+  return new Client({
+    connection,
+    namespace: config.temporal.namespace,
+    dataConverter: flywheelDataConverter(config),
+    // With traces on, each start is the root of its run's trace.
+    interceptors: installTracing(config) ? { workflow: tracingClientInterceptors() } : undefined,
+  });
 }

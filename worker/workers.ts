@@ -6,15 +6,28 @@ import { taskQueueName, type FlywheelConfig, type TaskQueueRole } from '../lib/c
 import { tieredStoreFromConfig } from '../lib/storage/from-config';
 import { nativeConnectionOptions } from '../temporal/connection';
 import { flywheelDataConverter } from '../temporal/payload-codec';
+import { installTracing } from '../temporal/tracing';
+import { WORKFLOW_TRACING_INTERCEPTORS, workerTracing } from './tracing';
 
 export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', 'index.ts');
 
-let bundlePromise: Promise<WorkflowBundleWithSourceMap> | undefined;
+const bundles = new Map<boolean, Promise<WorkflowBundleWithSourceMap>>();
 
-/** Workflow code is bundled once per process and shared by every worker in it. */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundlePromise ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
-  return bundlePromise;
+/**
+ * Workflow code is bundled once per process and shared by every worker in it; with traces on, the bundle carries the
+ * workflow-side tracing interceptors (a prebuilt bundle ignores WorkerOptions.interceptors.workflowModules).
+ */
+export function workflowBundle(traced = false): Promise<WorkflowBundleWithSourceMap> {
+  let bundle = bundles.get(traced);
+  if (!bundle) {
+    bundle = bundleWorkflowCode({
+      workflowsPath: WORKFLOWS_PATH,
+      workflowInterceptorModules: traced ? [WORKFLOW_TRACING_INTERCEPTORS] : [],
+      logger: quietBundlerLogger,
+    });
+    bundles.set(traced, bundle);
+  }
+  return bundle;
 }
 
 const noop = () => undefined;
@@ -54,7 +67,9 @@ export async function createWorkers(
     allowedBuckets: config.worker.collectBuckets,
     allowedHosts: config.worker.collectHosts,
   });
-  const bundle = roles.includes('io') ? await workflowBundle() : undefined;
+  const tracing = installTracing(config);
+  const traced = tracing ? workerTracing(tracing) : undefined;
+  const bundle = roles.includes('io') ? await workflowBundle(traced !== undefined) : undefined;
   const workers = await Promise.all(
     roles.map(async (role) => {
       const taskQueue = taskQueueName(config.worker.taskQueuePrefix, role);
@@ -65,6 +80,7 @@ export async function createWorkers(
         dataConverter: flywheelDataConverter(config),
         activities,
         ...(role === 'io' ? { workflowBundle: bundle } : {}),
+        ...(traced ?? {}),
         maxConcurrentActivityTaskExecutions: config.worker.concurrency,
         shutdownGraceTime: '10 seconds',
       });

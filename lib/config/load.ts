@@ -74,6 +74,8 @@ export interface FlywheelConfig {
   codec: { keyRing?: KeyRing; token?: string };
   /** Feedback intake: ledgers per day (every submitting process must agree) and the largest event accepted. */
   feedback: { shards: number; maxEventBytes: number };
+  /** OpenTelemetry traces: on when an OTLP endpoint is set (and OTEL_SDK_DISABLED is not). */
+  tracing: { tracesUrl?: string; serviceName: string };
 }
 
 const SECRET_VARIABLES = new Set([
@@ -145,7 +147,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     },
     codec: { keyRing, token: e.FLYWHEEL_CODEC_TOKEN },
     feedback: { shards: e.FLYWHEEL_FEEDBACK_SHARDS, maxEventBytes: e.FLYWHEEL_FEEDBACK_MAX_EVENT_BYTES },
+    tracing: { tracesUrl: e.OTEL_SDK_DISABLED ? undefined : tracesUrl(e), serviceName: e.OTEL_SERVICE_NAME },
   };
+}
+
+/** The OTLP/HTTP traces URL as the OpenTelemetry spec derives it: the signal's own variable as given, else the base
+ * endpoint with `v1/traces` appended. */
+function tracesUrl(e: EnvConfig): string | undefined {
+  if (e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  const base = e.OTEL_EXPORTER_OTLP_ENDPOINT;
+  return base === undefined ? undefined : `${base.replace(/\/+$/, '')}/v1/traces`;
 }
 
 /** The key ring from FLYWHEEL_CODEC_KEYS or the file FLYWHEEL_CODEC_KEYS_FILE names; problems never quote key bytes. */

@@ -42,6 +42,14 @@ const noneOrList = (valid: (entry: string) => boolean, message: string) =>
     .transform((v) => (v.join() === 'none' ? [] : v))
     .optional();
 
+/** An OTLP/HTTP endpoint: http(s) only, since Flywheel exports traces over HTTP. */
+const otlpUrl = z
+  .string()
+  .trim()
+  .url('an http(s) URL such as http://127.0.0.1:4318')
+  .refine((v) => /^https?:\/\//i.test(v), { message: 'an http(s) URL such as http://127.0.0.1:4318' })
+  .optional();
+
 const positiveInt = (what: string) => z.coerce.number({ message: what }).int(what).min(1, what);
 
 export const TASK_QUEUE_ROLES = ['io', 'cpu', 'train'] as const;
@@ -217,6 +225,19 @@ export const envSchema = z.object({
     .max(1024 * 1024, 'at most 1048576 bytes (1 MiB)')
     .default(64 * 1024)
     .describe('largest feedback event accepted, in bytes of its JSON'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl.describe(
+    'OpenTelemetry collector for traces, OTLP over HTTP: spans go to <url>/v1/traces (unset: no traces)',
+  ),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlpUrl.describe(
+    'the full OTLP/HTTP traces URL, used as given instead of the one above',
+  ),
+  OTEL_SERVICE_NAME: z
+    .string()
+    .trim()
+    .min(1)
+    .default('flywheel')
+    .describe('service name on the spans this process exports'),
+  OTEL_SDK_DISABLED: booleanFlag.optional().describe('true turns traces off even with an endpoint set'),
 });
 
 export type EnvConfig = z.infer<typeof envSchema>;

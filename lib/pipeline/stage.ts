@@ -65,13 +65,13 @@ export type StepCalls<T> = {
   [K in keyof T]: T[K] extends PipelineStep<infer I, infer O> ? (input: I) => Promise<O> : never;
 };
 
-/** Every step of a table as a call, under the step's name. */
+/** Every step of a table as a call, under the step's name (which the executor is told too). */
 export function stepCalls<T extends Record<string, PipelineStep<never, unknown>>>(
   steps: T,
-  call: <I extends RunKey, O>(step: PipelineStep<I, O>) => (input: I) => Promise<O>,
+  call: <I extends RunKey, O>(step: PipelineStep<I, O>, name: keyof T & string) => (input: I) => Promise<O>,
 ): StepCalls<T> {
   const calls: Record<string, unknown> = {};
-  for (const [name, step] of Object.entries(steps)) calls[name] = call(step);
+  for (const [name, step] of Object.entries(steps)) calls[name] = call(step, name);
   return calls as StepCalls<T>;
 }
 

@@ -22,6 +22,7 @@ import {
   TransientStorageError,
 } from './errors';
 import { HashingStream, sha256Hex } from './hashing';
+import { traceS3Calls } from './s3-tracing';
 import {
   guardBody,
   listEveryPage,
@@ -71,9 +72,10 @@ export interface S3ClientOptions {
   socketIdleTimeoutMs?: number;
 }
 
+/** An S3 client whose requests are traced as client spans inside a trace (see traceS3Calls). */
 export function createS3Client(options: S3ClientOptions): S3Client {
   const checksums = options.checksums === 'when_supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';
-  return new S3Client({
+  const client = new S3Client({
     endpoint: options.endpoint,
     region: options.region,
     forcePathStyle: options.forcePathStyle,
@@ -87,6 +89,8 @@ export function createS3Client(options: S3ClientOptions): S3Client {
       socketTimeout: options.socketIdleTimeoutMs ?? 120_000,
     },
   });
+  traceS3Calls(client);
+  return client;
 }
 
 export interface S3StoreOptions {
