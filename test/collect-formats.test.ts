@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -620,6 +622,36 @@ describe('formats through the pipeline and S3', () => {
       'collect.missing_text': 1,
       'collect.unsupported_payload': 1,
     });
+  });
+
+  it('reads a URL by its Content-Type: an HTML page without extension, a Parquet file held in memory', async (t) => {
+    if (!reference(t)) return;
+    const parquet = await readFile(path.join(made, 'rows-snappy.parquet'));
+    const server = createServer((req, res) => {
+      if (req.url === '/guides/brew') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
+      } else if (req.url === '/export') {
+        res.writeHead(200, { 'content-type': 'application/vnd.apache.parquet' }).end(parquet);
+      } else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    // Loopback is reached only when listed by name.
+    const local: CollectContext = { ...ctx, allowedHosts: ['127.0.0.1'] };
+    try {
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const page = await collect({ type: 'url', url: `${base}/guides/brew` }, local);
+      assert.deepEqual(
+        page.docs.map((d) => [d.source, d.text, d.metadata.title, d.metadata.path]),
+        [[`${base}/guides/brew`, PAGE_TEXT, 'How to Brew Tea', `${base}/guides/brew`]],
+      );
+      const rows = await collect({ type: 'url', url: `${base}/export` }, local);
+      assert.deepEqual(
+        rows.docs.map((d) => [d.source, d.text]),
+        [0, 1, 2, 3, 4, 6, 7].map((i) => [`${base}/export#row=${i}`, rowText(i)]),
+      );
+    } finally {
+      server.close();
+    }
   });
 
   describe('s3', () => {

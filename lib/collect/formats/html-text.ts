@@ -62,7 +62,6 @@ export function htmlMainText(html: string, url?: string): HtmlMainText {
   for (const node of [...document.querySelectorAll(PAGE_CHROME)]) {
     if (node.closest('article, main') === null) node.remove();
   }
-  const fallbackHtml = document.toString();
   if (url !== undefined) setBaseUrl(document, url);
   if (withinReadabilityLimits(document.documentElement)) {
     // linkedom's document is the DOM Readability expects; the DOM types are not in this project's lib setting.
@@ -70,7 +69,8 @@ export function htmlMainText(html: string, url?: string): HtmlMainText {
     const fromArticle = article?.content ? normalize(htmlToText(article.content, TEXT_OPTIONS)) : '';
     if (fromArticle !== '') return { text: fromArticle, title, extractor: 'readability' };
   }
-  return { text: normalize(htmlToText(fallbackHtml, FALLBACK_OPTIONS)), title, extractor: 'fallback' };
+  // From the source again: Readability has rewritten the document. The fallback's selectors drop the same chrome.
+  return { text: normalize(htmlToText(html, FALLBACK_OPTIONS)), title, extractor: 'fallback' };
 }
 
 interface ElementLike {

@@ -33,6 +33,10 @@ const CONTENT_TYPE_EXTENSIONS: Record<string, string> = {
   'application/gzip': '.gz',
   'application/x-gzip': '.gz',
   'application/zstd': '.zst',
+  'text/html': '.html',
+  'application/xhtml+xml': '.html',
+  'application/vnd.apache.parquet': '.parquet',
+  'application/warc': '.warc',
 };
 
 /**
