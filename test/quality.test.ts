@@ -6,6 +6,7 @@ import { sampleCorpus } from '../lib/collect';
 import { QualitySpec, QualityStats, filterDocument, type FilterResult, type QualitySpecInput } from '../lib/quality';
 import { duplicateNGramCharCount, topNGramCharCount } from '../lib/quality/gopher-repetition';
 import { countSentences, wordTokens } from '../lib/quality/text-units';
+import { SPACY_RULES } from '../lib/quality/spacy-tokenizer';
 import { InvalidSpec } from '../lib/contracts/invalid-spec';
 
 const doc = (text: string): Document => ({
@@ -459,6 +460,19 @@ describe('words and sentences', () => {
       ],
     ];
     for (const [text, tokens] of cases) assert.deepEqual(wordTokens(text), tokens, text);
+  });
+
+  it('finds no affix, infix or URL in letters alone, the shortcut the tokenizer takes', () => {
+    const { prefix, suffix, infix, url } = SPACY_RULES;
+    for (let c = 0; c < 0x110000; c++) {
+      if (c >= 0xd800 && c < 0xe000) continue;
+      const letter = String.fromCodePoint(c);
+      if (!/^\p{L}$/u.test(letter)) continue;
+      for (const text of [letter, `a${letter}b`]) {
+        const hit = prefix.test(text) || suffix.test(text) || url.test(text) || [...text.matchAll(infix)].length > 0;
+        assert.ok(!hit, `U+${c.toString(16)}`);
+      }
+    }
   });
 
   it("counts sentences as spaCy's sentencizer does", () => {

@@ -13,6 +13,8 @@ const PREFIX = new RegExp(english.prefix, 'u');
 const SUFFIX = new RegExp(english.suffix, 'u');
 const INFIX = new RegExp(english.infix, 'gu');
 const URL = new RegExp(english.url, 'u');
+/** The rules' expressions, for tests. */
+export const SPACY_RULES = { prefix: PREFIX, suffix: SUFFIX, infix: INFIX, url: URL } as const;
 const RULES: ReadonlyMap<string, readonly string[]> = new Map(Object.entries(english.rules));
 /** Special cases spaCy re-applies after affix splitting, by their first affix token. */
 const MERGES = new Map<string, Array<{ key: string; tokens: readonly string[] }>>();
@@ -27,6 +29,7 @@ const SENTENCE_ENDS: ReadonlySet<string> = new Set(english.sentenceEnds);
 const SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 const CHUNK = new RegExp(`[${SPACE}]+|[^${SPACE}]+`, 'gu');
 const WHITESPACE = new RegExp(`^[${SPACE}]`, 'u');
+const NON_SPACE = new RegExp(`[^${SPACE}]+`, 'gu');
 
 function findPrefix(text: string): number {
   const m = PREFIX.exec(text);
@@ -130,6 +133,11 @@ function mergeSpecials(tokens: string[]): string[] {
 }
 
 const cache = new Map<string, readonly string[]>();
+/**
+ * Letters alone meet no affix, infix or URL rule (each needs punctuation, a symbol or a digit; a test checks every
+ * letter of Unicode), so such a chunk is one token unless it is a special case ("cannot" -> "can" "not").
+ */
+const LETTERS = /^\p{L}+$/u;
 
 function tokenizeChunk(chunk: string): readonly string[] {
   let tokens = cache.get(chunk);
@@ -137,6 +145,8 @@ function tokenizeChunk(chunk: string): readonly string[] {
   const special = RULES.get(chunk);
   if (special !== undefined) {
     tokens = special;
+  } else if (LETTERS.test(chunk)) {
+    tokens = [chunk];
   } else {
     const prefixes: string[] = [];
     const suffixes: string[] = [];
@@ -166,6 +176,17 @@ export function spacyTokens(text: string): string[] {
     } else {
       out.push(...tokenizeChunk(chunk));
     }
+  }
+  return out;
+}
+
+/** spaCy's tokens of `text` without the whitespace ones: the words datatrove counts. */
+export function spacyWords(text: string): string[] {
+  const out: string[] = [];
+  NON_SPACE.lastIndex = 0;
+  for (let m = NON_SPACE.exec(text); m !== null; m = NON_SPACE.exec(text)) {
+    const tokens = tokenizeChunk(m[0]);
+    for (let i = 0; i < tokens.length; i++) out.push(tokens[i]);
   }
   return out;
 }

@@ -1,4 +1,4 @@
-import { spacySentenceCount, spacyTokens } from './spacy-tokenizer';
+import { spacySentenceCount, spacyWords } from './spacy-tokenizer';
 
 /**
  * How the filters cut text into lines, words and sentences, as datatrove does: words are spaCy's English tokens
@@ -6,7 +6,7 @@ import { spacySentenceCount, spacyTokens } from './spacy-tokenizer';
  * spaCy's tokenizer on spaCy's own rules (spacy-tokenizer.ts).
  */
 export function wordTokens(text: string): string[] {
-  return spacyTokens(text).filter((token) => !isBlank(token));
+  return spacyWords(text);
 }
 
 /** Python's str.splitlines(): every line break kind, no trailing empty line. */
