@@ -3,6 +3,7 @@ import type { LifecycleAction, LifecyclePlan, LifecyclePolicy } from '../lib/con
 import {
   applyAction,
   buildReferences,
+  coldIsWarm,
   listInventory,
   planLifecycle,
   summarizeAction,
@@ -31,7 +32,7 @@ async function planNow(store: TieredStore, input: LifecycleInput): Promise<Plann
     inventory,
     input.policy.expire.map((rule) => rule.prefix),
   );
-  return planLifecycle(input.policy, inventory, graph, new Date(input.now));
+  return planLifecycle(input.policy, inventory, graph, new Date(input.now), { coldIsWarm: coldIsWarm(store) });
 }
 
 export function createStorageLifecycleActivities({ store }: { store: TieredStore }) {

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
@@ -7,15 +9,29 @@ import type { LifecyclePolicy, StorageLifecycleResult } from '../lib/contracts/s
 import type { TrainingInput } from '../lib/contracts/training';
 import { composeDataset } from '../lib/flywheel/compose';
 import {
+  applyAction,
   buildReferences,
+  ColdTierIsWarm,
+  coldIsWarm,
   listInventory,
   LifecyclePolicyRefused,
+  moveDatasetToCold,
   planLifecycle,
   type ReferenceGraph,
   type StoredObject,
 } from '../lib/lifecycle';
 import { ModelRegistry } from '../lib/registry';
-import { readManifest, S3Store, createS3Client, tieredStoreFromConfig, type TieredStore } from '../lib/storage';
+import { DatasetMetaSchema } from '../lib/pipeline/commit-dataset';
+import {
+  commitManifest,
+  createS3Client,
+  FsStore,
+  readManifest,
+  S3Store,
+  TieredStore,
+  tieredStoreFromConfig,
+  verifyManifest,
+} from '../lib/storage';
 import { readSplitTokens } from '../lib/train/shard-tokens';
 import { createWorkers, type FlywheelWorkers } from '../worker/workers';
 import { runCli } from './support/cli';
@@ -125,6 +141,95 @@ describe('the lifecycle plan (pure)', () => {
       hot.actions.map((a) => [a.rule, a.objects, a.bytes]),
       [['expire', 1, 4000]],
     );
+  });
+});
+
+describe('moving a dataset version to cold on local folder tiers', () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'flywheel-lifecycle-'));
+  after(() => rmSync(root, { recursive: true, force: true }));
+  let n = 0;
+  const manifestUri = 'warm://datasets/web/v1/manifest.json';
+  const shards = ['train/shard-000000.tar', 'validation/shard-000000.tar'].map(
+    (name) => `warm://datasets/web/v1/shards-d1/${name}`,
+  );
+
+  /** A committed dataset version: two shards and a manifest whose meta names them, as commitDataset writes it. */
+  async function fixture(opts: { coldIsWarm?: boolean } = {}): Promise<TieredStore> {
+    const dir = path.join(root, `case-${++n}`);
+    const warm = new FsStore(path.join(dir, 'warm'));
+    const store = new TieredStore({
+      hot: new FsStore(path.join(dir, 'hot')),
+      warm,
+      cold: opts.coldIsWarm ? warm : new FsStore(path.join(dir, 'cold')),
+    });
+    const objects = [];
+    for (const [i, uri] of shards.entries()) objects.push(await store.put(uri, `shard ${i} `.repeat(50)));
+    const split = (uri: string) => ({ documents: 1, tokens: 5, shards: [{ uri, samples: 1, tokens: 5 }] });
+    await commitManifest(store, manifestUri, {
+      kind: 'dataset',
+      name: 'web/v1',
+      objects: objects.map(({ uri, sha256, bytes }) => ({ uri, sha256, bytes })),
+      meta: {
+        dataset: 'web',
+        version: 'v1',
+        specDigest: 'd1',
+        spec: {},
+        tokenizer: { encoding: 'gpt2', dtype: 'uint16', eot: 50256, vocabSize: 50257 },
+        documents: 2,
+        tokens: 10,
+        textBytes: 100,
+        splits: { train: split(shards[0]), validation: split(shards[1]) },
+        stages: {},
+        rejected: [],
+      },
+    });
+    return store;
+  }
+  const plan = async (store: TieredStore) => {
+    const inventory = await listInventory(store);
+    return planLifecycle(
+      { datasets: { coldAfterDays: 0 }, expire: [] },
+      inventory,
+      await buildReferences(store, inventory),
+      new Date(),
+      {
+        coldIsWarm: coldIsWarm(store),
+      },
+    );
+  };
+
+  it('copies the shards, rewrites the manifest in place (meta too), then deletes the warm copies; a retry finishes it', async () => {
+    const store = await fixture();
+    const [action] = (await plan(store)).actions;
+    assert.deepEqual([action.action, action.target, action.objects], ['cold', manifestUri, 2]);
+    await applyAction(store, action);
+    const moved = await readManifest(store, manifestUri, DatasetMetaSchema);
+    const cold = shards.map((u) => u.replace('warm://', 'cold://'));
+    assert.deepEqual(
+      moved.objects.map((o) => o.uri),
+      cold,
+    );
+    assert.deepEqual([moved.meta.splits.train.shards[0].uri, moved.meta.splits.validation.shards[0].uri], cold);
+    assert.deepEqual(await verifyManifest(store, moved), { objects: 2, bytes: moved.objects[0].bytes * 2 });
+    for (const uri of shards) assert.equal(await store.exists(uri), false);
+
+    // A move that stopped after the manifest was rewritten left warm copies: the next run deletes them.
+    for (const uri of shards) await store.copy(uri.replace('warm://', 'cold://'), uri);
+    const [finish] = (await plan(store)).actions;
+    assert.deepEqual([finish.action, finish.objects], ['cold', 2]);
+    await applyAction(store, finish);
+    for (const uri of shards) assert.equal(await store.exists(uri), false);
+    assert.deepEqual((await readManifest(store, manifestUri)).objects, moved.objects);
+    assert.deepEqual((await plan(store)).actions, []);
+  });
+
+  it('moves nothing when cold is the warm tier: the move would delete the only copy', async () => {
+    const store = await fixture({ coldIsWarm: true });
+    const planned = await plan(store);
+    assert.deepEqual(planned.actions, []);
+    assert.match(planned.retained[0].reason, /cold tier is the warm tier/);
+    await assert.rejects(moveDatasetToCold(store, manifestUri), ColdTierIsWarm);
+    for (const uri of shards) assert.ok(await store.exists(uri));
   });
 });
 

@@ -9,6 +9,7 @@ import {
   type ManifestObject,
   type TieredStore,
 } from '../storage';
+import { ColdTierIsWarm } from './errors';
 import type { PlannedAction } from './plan';
 
 const CONCURRENCY = 8;
@@ -44,6 +45,7 @@ export async function moveDatasetToCold(
   manifestUri: string,
   onMoved?: (moved: number) => void,
 ): Promise<{ objects: number; bytes: number }> {
+  if (coldIsWarm(store)) throw new ColdTierIsWarm(manifestUri);
   const folder = manifestUri.slice(0, manifestUri.lastIndexOf('/') + 1);
   const coldFolder = `cold://${folder.slice('warm://'.length)}`;
   const manifest = await readManifest(store, manifestUri);
@@ -76,6 +78,11 @@ export async function moveDatasetToCold(
   await deleteObjects(store, warmCopies);
   const bytes = current.objects.filter((o) => o.uri.startsWith(coldFolder)).reduce((n, o) => n + o.bytes, 0);
   return { objects: warmCopies.length, bytes };
+}
+
+/** Whether cold and warm are one place (FLYWHEEL_COLD = FLYWHEEL_WARM), where a move would lose the only copy. */
+export function coldIsWarm(store: TieredStore): boolean {
+  return store.backendUri('warm://datasets/x') === store.backendUri('cold://datasets/x');
 }
 
 /** Streams one object to its new place, checked against its manifest entry as it goes (ChecksumMismatch if not). */

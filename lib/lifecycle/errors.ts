@@ -23,3 +23,15 @@ export class LifecyclePolicyRefused extends FlywheelError {
     );
   }
 }
+
+/** Cold and warm are the same store: a move to cold would delete the only copy. Never retried. */
+export class ColdTierIsWarm extends FlywheelError {
+  constructor(manifestUri: string) {
+    super(
+      'ColdTierIsWarm',
+      `Not moving ${manifestUri} to cold: the cold tier is the warm tier, so the move would delete the only copy. ` +
+        'Point FLYWHEEL_COLD at another folder or bucket prefix.',
+      { retryable: false },
+    );
+  }
+}

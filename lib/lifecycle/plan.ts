@@ -25,6 +25,7 @@ export function planLifecycle(
   inventory: readonly StoredObject[],
   graph: ReferenceGraph,
   now: Date,
+  opts: { coldIsWarm?: boolean } = {},
 ): PlannedLifecycle {
   const ageDays = (modified: Date) => (now.getTime() - modified.getTime()) / DAY_MS;
   const actions: PlannedAction[] = [];
@@ -76,6 +77,14 @@ export function planLifecycle(
         .map((o) => `warm://${o.uri.slice('cold://'.length)}`)
         .filter((u) => byUri.has(u));
       if (own.length + leftovers.length === 0 || ageDays(d.modified) < days) continue;
+      if (opts.coldIsWarm) {
+        // Copying to cold would copy onto itself, and deleting the warm copy would delete the only one.
+        retained.push({
+          target: d.manifestUri,
+          reason: 'the cold tier is the warm tier (FLYWHEEL_COLD): nothing to move to',
+        });
+        continue;
+      }
       const users = graph.datasetUsers.get(d.manifestUri) ?? [];
       if (users.length > 0) {
         retained.push({ target: d.manifestUri, reason: `needed by ${users.join(', ')}` });
