@@ -1,5 +1,5 @@
 import { Readability } from '@mozilla/readability';
-import { convert as htmlToText, type HtmlToTextOptions } from 'html-to-text';
+import { compile, type HtmlToTextOptions } from 'html-to-text';
 import { parseHTML } from 'linkedom';
 import { decodeUtf8 } from '../bytes';
 
@@ -49,6 +49,10 @@ const FALLBACK_OPTIONS: HtmlToTextOptions = {
   ],
 };
 
+// Compiled once: html-to-text's convert() compiles its options (selectors included) on every call.
+const articleToText = compile(TEXT_OPTIONS);
+const bodyToText = compile(FALLBACK_OPTIONS);
+
 /**
  * Reduces an HTML page to its main text: Mozilla Readability (as Firefox's reader view) on a linkedom document, with
  * scripts, styles, navigation and the page's own header and footer removed first; when Readability finds no article,
@@ -66,11 +70,11 @@ export function htmlMainText(html: string, url?: string): HtmlMainText {
   if (withinReadabilityLimits(document.documentElement)) {
     // linkedom's document is the DOM Readability expects; the DOM types are not in this project's lib setting.
     const article = new Readability(document as unknown as ConstructorParameters<typeof Readability>[0]).parse();
-    const fromArticle = article?.content ? normalize(htmlToText(article.content, TEXT_OPTIONS)) : '';
+    const fromArticle = article?.content ? normalize(articleToText(article.content)) : '';
     if (fromArticle !== '') return { text: fromArticle, title, extractor: 'readability' };
   }
   // From the source again: Readability has rewritten the document. The fallback's selectors drop the same chrome.
-  return { text: normalize(htmlToText(html, FALLBACK_OPTIONS)), title, extractor: 'fallback' };
+  return { text: normalize(bodyToText(html)), title, extractor: 'fallback' };
 }
 
 interface ElementLike {
