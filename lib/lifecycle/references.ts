@@ -123,7 +123,8 @@ export async function buildReferences(
   const manifests = new Map<string, string[]>();
   for (const o of inventory) {
     if (!o.key.endsWith('.json') || !scan.some((prefix) => o.uri.startsWith(prefix))) continue;
-    const found = await findCommittedManifest(store, o.uri).catch(() => undefined);
+    // JSON that is no manifest reads as undefined; a store error fails the plan rather than miss a reference.
+    const found = await findCommittedManifest(store, o.uri);
     if (found)
       manifests.set(
         o.uri,
