@@ -66,7 +66,7 @@ export async function* readWarc(
         }
         break;
       }
-      const problem = headerProblem(record, gzip && reader.compressed === null);
+      const problem = headerProblem(record, gzip && reader.compressed === null, offset);
       if (problem !== undefined) {
         yield { kind: 'quarantine', position: { offset }, ...problem };
         origin = await restartAfter(offset);
@@ -98,9 +98,11 @@ export async function* readWarc(
   }
 }
 
+/** Why a parsed record is not a WARC record, if it is not: a broken gzip member inflates to such garbage. */
 function headerProblem(
   record: WARCRecord,
   gzipBroken: boolean,
+  offset: number,
 ): { reason: 'warc_header' | 'corrupt_compression'; detail: string; sample?: string } | undefined {
   const statusline = record.warcHeaders.statusline;
   const length = record.warcHeaders.headers.get('Content-Length') ?? '';
@@ -109,13 +111,15 @@ function headerProblem(
   else if (!record.warcType) why = 'it has no WARC-Type';
   else if (!/^\d+$/.test(length.trim())) why = `its Content-Length is "${excerpt(length, 40)}", not a byte count`;
   if (why === undefined) return undefined;
-  if (gzipBroken) return corruptMember(undefined);
+  if (gzipBroken) return corruptMember(offset);
   return { reason: 'warc_header', detail: `the WARC header does not parse: ${why}`, sample: excerpt(statusline) };
 }
 
-function corruptMember(offset: number | undefined): { reason: 'corrupt_compression'; detail: string } {
-  const at = offset === undefined ? '' : ` at byte ${offset}`;
-  return { reason: 'corrupt_compression', detail: `the gzip member${at} does not inflate (corrupt or cut short)` };
+function corruptMember(offset: number): { reason: 'corrupt_compression'; detail: string } {
+  return {
+    reason: 'corrupt_compression',
+    detail: `the gzip member at byte ${offset} does not inflate (corrupt or cut short)`,
+  };
 }
 
 interface Payload {
