@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import type { S3Client } from '@aws-sdk/client-s3';
+import fc from 'fast-check';
 import { pack as tarPack } from 'tar-stream';
 import {
   SourceSpec,
@@ -579,6 +580,35 @@ describe('html', () => {
     assert.ok(events[0].kind === 'quarantine');
     assert.equal(events[0].record.reason, 'html_parse');
   });
+});
+
+describe('hostile Parquet and WARC input', () => {
+  for (const name of ['rows-snappy.parquet', 'rows-brotli.parquet', 'crawl.warc.gz', 'crawl.warc']) {
+    it(`${name} with random bytes overwritten ends in documents and quarantine records, never a throw`, async (t) => {
+      if (!reference(t)) return;
+      const original = await readFile(path.join(made, name));
+      const file = await fileWith(name, original);
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.tuple(fc.nat({ max: original.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+            minLength: 1,
+            maxLength: 8,
+          }),
+          async (edits) => {
+            const bytes = Buffer.from(original);
+            for (const [at, value] of edits) bytes[at] = value;
+            await writeFile(file, bytes);
+            const { events } = await collect({ type: 'path', path: file });
+            assert.deepEqual(
+              events.map((e) => e.ordinal),
+              events.map((_, i) => i),
+            );
+          },
+        ),
+        { numRuns: 60, includeErrorInReport: true },
+      );
+    });
+  }
 });
 
 describe('formats through the pipeline and S3', () => {

@@ -48,8 +48,11 @@ export async function* readParquet(input: ByteInput, opts: ParseOptions): AsyncG
   const file = asyncBufferOf(bytes);
 
   let metadata: FileMetaData;
+  let columns: string[];
   try {
     metadata = await parquetMetadataAsync(file);
+    // A footer can parse as thrift and still not describe a schema: that is a corrupt footer too.
+    columns = parquetSchema(metadata).children.map((child) => child.element.name);
   } catch (err) {
     const footer = await footerStart(bytes);
     yield {
@@ -61,7 +64,6 @@ export async function* readParquet(input: ByteInput, opts: ParseOptions): AsyncG
     return;
   }
 
-  const columns = parquetSchema(metadata).children.map((child) => child.element.name);
   const topLevel = (field: string): string | undefined =>
     columns.includes(field) ? field : columns.find((column) => column === field.split('.')[0]);
   const textColumn = topLevel(opts.fields.text);
@@ -127,13 +129,24 @@ export async function* readParquet(input: ByteInput, opts: ParseOptions): AsyncG
   }
 }
 
-/** hyparquet's file interface over our positional reads; it wants an ArrayBuffer of exactly the bytes asked for. */
+/**
+ * hyparquet's file interface over our positional reads; it wants an ArrayBuffer of exactly the bytes asked for. A
+ * corrupt footer can name offsets that are no byte of the file: refused at once. hyparquet starts the reads of a row
+ * group together and may drop some when one fails, so each read's failure is marked handled here (whoever awaits it
+ * still gets it) instead of surfacing as an unhandled rejection.
+ */
 function asyncBufferOf(bytes: RandomAccessBytes): AsyncBuffer {
   return {
     byteLength: bytes.byteLength,
-    slice: async (start, end = bytes.byteLength) => {
-      const buf = await bytes.read(start, end);
-      return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length) as ArrayBuffer;
+    slice: (start, end = bytes.byteLength) => {
+      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+        throw new Error(`bytes ${start}-${end} are not a range of the file (${bytes.byteLength} bytes)`);
+      }
+      const read = bytes
+        .read(start, end)
+        .then((buf) => buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length) as ArrayBuffer);
+      read.catch(() => undefined);
+      return read;
     },
   };
 }
