@@ -15,6 +15,7 @@ import {
 import { savedCursor, type StageCursor } from '../lib/pipeline/stage-io';
 import type { RunKey } from '../lib/pipeline/stage-output';
 import { stepSpanAttributes } from '../lib/pipeline/step-attributes';
+import { FilterPool } from '../lib/quality/filter-pool';
 import { pipelineSteps } from '../lib/pipeline/steps';
 import type { TieredStore } from '../lib/storage';
 import { TokenizerPool } from '../lib/tokenize/pool';
@@ -38,6 +39,21 @@ function sharedTokenizerPool(threads?: number): TokenizerPool {
 export async function closeSharedTokenizerPool(): Promise<void> {
   const pool = tokenizerPool;
   tokenizerPool = undefined;
+  await pool?.close();
+}
+
+let filterPool: FilterPool | undefined;
+
+/** The quality filters run on their own threads, one pool per worker process like the tokenizer's. */
+function sharedFilterPool(threads?: number): FilterPool {
+  filterPool ??= new FilterPool({ threads: Math.max(1, threads ?? os.availableParallelism()) });
+  return filterPool;
+}
+
+/** Called by the worker on shutdown. */
+export async function closeSharedFilterPool(): Promise<void> {
+  const pool = filterPool;
+  filterPool = undefined;
   await pool?.close();
 }
 
@@ -117,6 +133,7 @@ export function createPipelineActivities({
         reach,
         dedupPool: () => sharedDedupPool(threads),
         tokenizerPool: () => sharedTokenizerPool(threads),
+        filterPool: () => sharedFilterPool(threads),
       };
       return resumable ? { ...env, ...resumableBatch(resumable.stage, resumable.batch, beat) } : env;
     },

@@ -9,6 +9,7 @@ import { sampleCorpus } from '../lib/collect';
 import { SourceSpec } from '../lib/collect/source-spec';
 import { collectBatch, planCollection, ResumeMismatch } from '../lib/pipeline/collect-stage';
 import { filterStage } from '../lib/pipeline/filter-stage';
+import { FilterPool } from '../lib/quality/filter-pool';
 import { QualitySpec } from '../lib/quality/spec';
 import type { StageCursor } from '../lib/pipeline/stage-io';
 import type { StageOutput } from '../lib/pipeline/stage-output';
@@ -163,6 +164,32 @@ describe('collect and filter batches resume from their cursor', () => {
         expected,
         `from record ${resumeFrom.record}`,
       );
+    }
+  });
+  it('filterBatch on a pool of threads writes what it writes on one thread, with the same cursors', async () => {
+    const base = tempStore();
+    const input = writeInputs(base.dir);
+    const collected = await collect(base.store, input);
+    const pool = new FilterPool({ threads: 2 });
+    try {
+      const filter = (extra: Partial<Parameters<typeof filterStage>[0]>) =>
+        filterStage({
+          store: base.store,
+          folder: 'warm://pipelines/resume/v1/abc/filter/batch-000000',
+          input: collected.partitions,
+          quality: QualitySpec.parse({}),
+          limits: { maxDocuments: 7, maxBytes: 64 * 1024 * 1024 },
+          ...extra,
+        });
+      const alone: StageCursor[] = [];
+      const threaded: StageCursor[] = [];
+      const expected = await stored(base.store, await filter({ onCheckpoint: (c) => alone.push(structuredClone(c)) }));
+      const out = await filter({ pool, onCheckpoint: (c) => threaded.push(structuredClone(c)) });
+      assert.deepEqual(await stored(base.store, out), expected);
+      assert.deepEqual(threaded, alone);
+      assert.deepEqual(await stored(base.store, await filter({ pool, resumeFrom: alone[1] })), expected);
+    } finally {
+      await pool.close();
     }
   });
   it('the collectBatch activity resumes from the cursor its last attempt heartbeated', async () => {

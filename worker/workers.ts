@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities';
-import { closeSharedDedupPool, closeSharedTokenizerPool } from '../activities/pipeline';
+import { closeSharedDedupPool, closeSharedFilterPool, closeSharedTokenizerPool } from '../activities/pipeline';
 import { taskQueueName, type FlywheelConfig, type TaskQueueRole } from '../lib/config';
 import { tieredStoreFromConfig } from '../lib/storage/from-config';
 import { nativeConnectionOptions } from '../temporal/connection';
@@ -102,6 +102,7 @@ export async function createWorkers(
       await running;
       await closeSharedTokenizerPool();
       await closeSharedDedupPool();
+      await closeSharedFilterPool();
       if (!opts.connection) await connection.close();
     },
   };

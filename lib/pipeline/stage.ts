@@ -1,4 +1,5 @@
 import type { CollectReach } from '../collect/context';
+import type { FilterPool } from '../quality/filter-pool';
 import type { TieredStore } from '../storage/tiered-store';
 import type { TokenizerPool } from '../tokenize/pool';
 import type { ChunkSigningPool } from './near-dedup';
@@ -23,9 +24,10 @@ export interface StepEnv {
   checkpoint(cursor: StageCursor): void;
   /** Where collection may read. */
   reach: CollectReach;
-  /** The process's worker threads that sign for near dedup, and those that tokenize. */
+  /** The process's worker threads that sign for near dedup, those that tokenize, and those that filter. */
   dedupPool(): ChunkSigningPool;
   tokenizerPool(): TokenizerPool;
+  filterPool(): FilterPool;
 }
 
 /** A batch step that saves cursors with its progress and resumes from the last one: the stage and batch they name. */

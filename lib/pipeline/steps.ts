@@ -115,6 +115,7 @@ export const pipelineSteps = {
         input: input.input,
         quality: input.quality,
         limits: input.limits,
+        pool: env.filterPool(),
         resumeFrom: env.resumeFrom,
         onCheckpoint: env.checkpoint,
         onProgress: (documents) => env.progress({ documents }),
