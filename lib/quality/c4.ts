@@ -1,5 +1,5 @@
 import type { C4Spec } from './spec';
-import { codePointLength, countSentences, splitLines, whitespaceWords } from './text-units';
+import { codePointLength, sentencesAndWords, splitLines, whitespaceWords } from './text-units';
 import type { Violation } from './verdict';
 
 /** Why C4 dropped a line; counted in QualityStats. */
@@ -21,7 +21,8 @@ export interface C4Edits {
   citationsRemoved: number;
 }
 
-export type C4Result = { violation: Violation } | { text: string; edits: C4Edits };
+/** `words`: wordTokens(text).length, known from counting the kept lines' sentences (absent in the rare case not). */
+export type C4Result = { violation: Violation } | { text: string; edits: C4Edits; words?: number };
 
 /**
  * C4's rules (Raffel et al. 2020) as datatrove's C4QualityFilter applies them, line by line: drop lines with a
@@ -36,6 +37,7 @@ export function c4Filter(text: string, spec: C4Spec): C4Result {
   };
   let citationsRemoved = 0;
   let sentences = 0;
+  let keptWords = 0;
   const kept: string[] = [];
   for (const original of splitLines(text)) {
     let line = original.trim();
@@ -43,7 +45,9 @@ export function c4Filter(text: string, spec: C4Spec): C4Result {
     if (line === '') continue;
     // Word counts are taken before citations are stripped, as datatrove does.
     const words = whitespaceWords(line);
-    if (spec.maxWordLength !== null && words.some((w) => codePointLength(w) > spec.maxWordLength!)) {
+    // A word has no more code points than UTF-16 units: only longer words need counting.
+    const maxWord = spec.maxWordLength;
+    if (maxWord !== null && words.some((w) => w.length > maxWord && codePointLength(w) > maxWord)) {
       drop('too_long_word');
       continue;
     }
@@ -76,7 +80,9 @@ export function c4Filter(text: string, spec: C4Spec): C4Result {
       drop('policy');
       continue;
     }
-    sentences += countSentences(line);
+    const counts = sentencesAndWords(line);
+    sentences += counts.sentences;
+    keptWords += counts.words;
     kept.push(line);
   }
   if (spec.minSentences !== null && sentences < spec.minSentences) {
@@ -88,7 +94,11 @@ export function c4Filter(text: string, spec: C4Spec): C4Result {
       },
     };
   }
-  return { text: kept.join('\n').trim(), edits: { linesRemoved, citationsRemoved } };
+  const joined = kept.join('\n');
+  const out = joined.trim();
+  // Lines joined by '\n' have the words of the lines (no token spans a line break) unless the trim cut one.
+  const edits = { linesRemoved, citationsRemoved };
+  return out.length === joined.length ? { text: out, edits, words: keptWords } : { text: out, edits };
 }
 
 function clip(line: string): string {

@@ -6,7 +6,7 @@ import { gopherQuality } from './gopher-quality';
 import { gopherRepetition, type RepetitionThresholds } from './gopher-repetition';
 import { identifyLanguage, languageModel } from './language';
 import { QualitySpec, nGramThresholds, type QualitySpecInput } from './spec';
-import { wordTokens } from './text-units';
+import { words as wordsIn } from './text-units';
 
 export type FilterResult = { kept: true; doc: Document; c4?: C4Edits } | { kept: false; rule: string; detail: string };
 
@@ -62,24 +62,26 @@ export async function filterDocument(doc: Document, spec: QualitySpecInput = {})
     kept = { ...doc, metadata: { ...doc.metadata, language, languageScore: score } };
   }
   // Both Gopher families read the same tokens; cut them once.
-  const tokens = repetition !== undefined || s.gopherQuality !== false ? wordTokens(doc.text) : [];
+  const words = repetition !== undefined || s.gopherQuality !== false ? wordsIn(doc.text) : undefined;
   if (repetition !== undefined) {
-    const violation = gopherRepetition(doc.text, repetition, tokens);
+    const violation = gopherRepetition(doc.text, repetition, words);
     if (violation) return { kept: false, ...violation };
   }
   if (s.gopherQuality !== false) {
-    const violation = gopherQuality(doc.text, s.gopherQuality, stopWords!, tokens);
+    const violation = gopherQuality(doc.text, s.gopherQuality, stopWords!, words);
     if (violation) return { kept: false, ...violation };
   }
   let c4: C4Edits | undefined;
+  let c4Words: number | undefined;
   if (s.c4 !== false) {
     const result = c4Filter(doc.text, s.c4);
     if ('violation' in result) return { kept: false, ...result.violation };
     if (result.text !== doc.text) kept = { ...kept, text: result.text };
     c4 = result.edits;
+    c4Words = result.words; // FineWeb's words of C4's output: C4 counted them with its sentences
   }
   if (s.fineweb !== false) {
-    const violation = finewebQuality(kept.text, s.fineweb);
+    const violation = finewebQuality(kept.text, s.fineweb, c4Words);
     if (violation) return { kept: false, ...violation };
   }
   return c4 === undefined ? { kept: true, doc: kept } : { kept: true, doc: kept, c4 };

@@ -11,9 +11,10 @@ function lastCharacter(line: string): string {
 /**
  * FineWeb's own rules (Penedo et al. 2024) as datatrove's FineWebQualityFilter applies them to C4's output: over the
  * non-blank lines (split on '\n' only), the share ending in terminal punctuation, the share of short lines, the
- * characters in duplicate lines over all characters but newlines, and newlines per word.
+ * characters in duplicate lines over all characters but newlines, and newlines per word (`words`: the text's word
+ * count when the caller has it, as C4 does).
  */
-export function finewebQuality(text: string, spec: FineWebSpec): Violation | undefined {
+export function finewebQuality(text: string, spec: FineWebSpec, words?: number): Violation | undefined {
   const lines = text.split('\n').filter((line) => !isBlank(line));
   if (lines.length === 0) return { rule: 'fineweb.empty', detail: 'no line with text' };
   if (spec.minLineEndPunctuationRatio !== null) {
@@ -49,7 +50,7 @@ export function finewebQuality(text: string, spec: FineWebSpec): Violation | und
   }
   if (spec.maxNewLineRatio !== null) {
     // A non-blank line has a token, so words > 0 here.
-    const words = wordTokens(text).length;
+    words ??= wordTokens(text).length;
     const ratio = newlines / words;
     if (ratio > spec.maxNewLineRatio) {
       return {

@@ -1,5 +1,6 @@
 import type { GopherQualitySpec } from './spec';
-import { codePointLength, countOccurrences, hasLetter, isSymbolToken, splitLines, wordTokens } from './text-units';
+import { countOccurrences, splitLines, words as wordsIn } from './text-units';
+import type { Words } from './token-facts';
 import { percent, type Violation } from './verdict';
 
 /**
@@ -10,11 +11,22 @@ export function gopherQuality(
   text: string,
   spec: GopherQualitySpec,
   stopWords: ReadonlySet<string>,
-  tokens: readonly string[] = wordTokens(text),
+  words: Words = wordsIn(text),
 ): Violation | undefined {
+  const { tokens, facts: all } = words;
   const nTokens = tokens.length;
-  const words = tokens.filter((t) => !isSymbolToken(t));
-  const nWords = words.length;
+  // One pass over the tokens for every count below: non-symbol words and their characters, tokens with a letter.
+  let nWords = 0;
+  let wordChars = 0;
+  let withLetter = 0;
+  for (let i = 0; i < nTokens; i++) {
+    const facts = all[i];
+    if (!facts.symbol) {
+      nWords++;
+      wordChars += facts.length;
+    }
+    if (facts.letter) withLetter++;
+  }
 
   if (spec.minWords !== null && nWords < spec.minWords) {
     return { rule: 'gopher_quality.min_words', detail: `${nWords} words, fewer than ${spec.minWords}` };
@@ -23,7 +35,7 @@ export function gopherQuality(
     return { rule: 'gopher_quality.max_words', detail: `${nWords} words, more than ${spec.maxWords}` };
   }
   if (nWords > 0) {
-    const mean = words.reduce((sum, w) => sum + codePointLength(w), 0) / nWords;
+    const mean = wordChars / nWords;
     if (spec.minAvgWordLength !== null && mean < spec.minAvgWordLength) {
       return {
         rule: 'gopher_quality.min_avg_word_length',
@@ -75,7 +87,7 @@ export function gopherQuality(
     }
   }
   if (nTokens > 0 && spec.minAlphaWordsRatio !== null) {
-    const alpha = tokens.filter(hasLetter).length / nTokens;
+    const alpha = withLetter / nTokens;
     if (alpha < spec.minAlphaWordsRatio) {
       return {
         rule: 'gopher_quality.alpha_words',

@@ -1,6 +1,7 @@
 import type { GopherRepetitionSpec } from './spec';
 import { NGramCounter, hashTokens, nGramLength, type TokenHashes } from './ngram-hash';
-import { codePointLength, wordTokens } from './text-units';
+import { codePointLength, words as wordsIn } from './text-units';
+import { wordsOf, type Words } from './token-facts';
 import { percent, type Violation } from './verdict';
 
 export interface RepetitionThresholds {
@@ -61,11 +62,7 @@ function duplicateNGramChars(t: TokenHashes, n: number): number {
  * Gopher's repetition heuristics (Rae et al. 2021, table A1) as datatrove applies them: duplicate paragraphs and
  * lines by count and by characters, the top 2-4-gram's character share, and repeated 5-10-grams' character share.
  */
-export function gopherRepetition(
-  text: string,
-  t: RepetitionThresholds,
-  tokens?: readonly string[],
-): Violation | undefined {
+export function gopherRepetition(text: string, t: RepetitionThresholds, words?: Words): Violation | undefined {
   const { spec } = t;
   const length = codePointLength(text);
   if (length === 0) return { rule: 'gopher_repetition.empty', detail: 'no text' }; // as datatrove
@@ -105,8 +102,7 @@ export function gopherRepetition(
   }
 
   if (t.topNGrams.length === 0 && t.dupNGrams.length === 0) return undefined;
-  const words = tokens ?? wordTokens(text);
-  const hashes = hashTokens(words);
+  const hashes = hashTokens(words ?? wordsIn(text));
   for (const [n, limit] of t.topNGrams) {
     const chars = topNGramChars(hashes, n);
     if (chars === undefined) continue;
@@ -132,10 +128,10 @@ export function gopherRepetition(
 
 /** The top n-gram's character count (its length times its count) over word tokens; exported for tests. */
 export function topNGramCharCount(tokens: readonly string[], n: number): number | undefined {
-  return topNGramChars(hashTokens(tokens), n);
+  return topNGramChars(hashTokens(wordsOf(tokens)), n);
 }
 
 /** Characters in repeated n-grams over word tokens; exported for tests. */
 export function duplicateNGramCharCount(tokens: readonly string[], n: number): number {
-  return duplicateNGramChars(hashTokens(tokens), n);
+  return duplicateNGramChars(hashTokens(wordsOf(tokens)), n);
 }

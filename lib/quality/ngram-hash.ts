@@ -1,4 +1,8 @@
-import { codePointLength } from './text-units';
+import { B1 as BASE1, B2 as BASE2, type Words } from './token-facts';
+
+// Local copies: an imported binding is a property read per use in CommonJS builds, and these sit in the inner loops.
+const B1 = BASE1;
+const B2 = BASE2;
 
 /*
  * N-grams are compared by two independent 32-bit polynomial hashes of their characters, read off prefix hashes in
@@ -7,8 +11,6 @@ import { codePointLength } from './text-units';
  * words joined with '' ("ab"+"c" equals "a"+"bc"), its top n-grams words joined with ' '. Building those strings
  * and counting them in a Map instead is about ten times slower. Two n-grams collide with odds near 2^-64.
  */
-const B1 = 0x01000193;
-const B2 = 0x5bd1e995;
 const SPACE = 0x20;
 
 export type Separator = '' | ' ';
@@ -31,33 +33,11 @@ export interface TokenHashes {
   pow2: Int32Array;
 }
 
-export function hashTokens(tokens: readonly string[]): TokenHashes {
-  const n = tokens.length;
-  const memo = new Map<string, number>(); // token → index into the per-distinct arrays below
-  const distinct1: number[] = [];
-  const distinct2: number[] = [];
-  const distinctLength: number[] = [];
-  const which = new Int32Array(n);
-  for (let k = 0; k < n; k++) {
-    const token = tokens[k];
-    let d = memo.get(token);
-    if (d === undefined) {
-      let h1 = 0;
-      let h2 = 0;
-      for (let i = 0; i < token.length; i++) {
-        const c = token.codePointAt(i)!;
-        if (c > 0xffff) i++;
-        h1 = (Math.imul(h1, B1) + c) | 0;
-        h2 = (Math.imul(h2, B2) + c) | 0;
-      }
-      d = distinct1.length;
-      memo.set(token, d);
-      distinct1.push(h1);
-      distinct2.push(h2);
-      distinctLength.push(codePointLength(token));
-    }
-    which[k] = d;
-  }
+export function hashTokens(words: Words): TokenHashes {
+  const { facts } = words;
+  const n = facts.length;
+  let longest = 0;
+  for (let k = 0; k < n; k++) if (facts[k].length > longest) longest = facts[k].length;
   const t: TokenHashes = {
     count: n,
     offset: new Float64Array(n + 1),
@@ -70,22 +50,19 @@ export function hashTokens(tokens: readonly string[]): TokenHashes {
     pow1: new Int32Array(0),
     pow2: new Int32Array(0),
   };
-  let longest = 0;
-  for (const length of distinctLength) longest = Math.max(longest, length);
   // Enough for n-grams of up to 16 typical tokens; longer ones (a giant token) fall back to squaring.
   const tableSize = Math.min(16 * (longest + 1), POWER_TABLE_LIMIT) + 1;
   t.pow1 = powers(B1, tableSize);
   t.pow2 = powers(B2, tableSize);
   for (let k = 0; k < n; k++) {
-    const d = which[k];
-    const length = distinctLength[d];
+    const { h1, h2, length } = facts[k];
     const p1 = powerOf(t.pow1, B1, length);
     const p2 = powerOf(t.pow2, B2, length);
     t.offset[k + 1] = t.offset[k] + length;
-    t.plain1[k + 1] = (Math.imul(t.plain1[k], p1) + distinct1[d]) | 0;
-    t.plain2[k + 1] = (Math.imul(t.plain2[k], p2) + distinct2[d]) | 0;
-    t.joined1[k + 1] = (Math.imul(t.spaced1[k], p1) + distinct1[d]) | 0;
-    t.joined2[k + 1] = (Math.imul(t.spaced2[k], p2) + distinct2[d]) | 0;
+    t.plain1[k + 1] = (Math.imul(t.plain1[k], p1) + h1) | 0;
+    t.plain2[k + 1] = (Math.imul(t.plain2[k], p2) + h2) | 0;
+    t.joined1[k + 1] = (Math.imul(t.spaced1[k], p1) + h1) | 0;
+    t.joined2[k + 1] = (Math.imul(t.spaced2[k], p2) + h2) | 0;
     t.spaced1[k + 1] = (Math.imul(t.joined1[k + 1], B1) + SPACE) | 0;
     t.spaced2[k + 1] = (Math.imul(t.joined2[k + 1], B2) + SPACE) | 0;
   }
@@ -118,9 +95,17 @@ export function nGramLength(t: TokenHashes, start: number, n: number, separator:
   return t.offset[start + n] - t.offset[start] + (separator === ' ' ? n - 1 : 0);
 }
 
+const scratch = {
+  slots: new Int32Array(0),
+  keys1: new Int32Array(0),
+  keys2: new Int32Array(0),
+  first: new Int32Array(0),
+  counts: new Int32Array(0),
+};
+
 /**
- * Distinct n-grams of one size with their first position and count, in order of first occurrence. `add` returns
- * how often the n-gram had been seen before.
+ * Distinct n-grams of one size with their first position and count, in order of first occurrence (entries [0, size) of
+ * `first` and `counts`). `add` returns how often the n-gram had been seen before.
  */
 export class NGramCounter {
   readonly first: Int32Array;
@@ -140,11 +125,22 @@ export class NGramCounter {
     let buckets = 16;
     while (buckets < capacity * 2) buckets *= 2;
     this.mask = buckets - 1;
-    this.slots = new Int32Array(buckets).fill(-1);
-    this.keys1 = new Int32Array(capacity);
-    this.keys2 = new Int32Array(capacity);
-    this.first = new Int32Array(capacity);
-    this.counts = new Int32Array(capacity);
+    // The table lives in the thread's scratch arrays, grown as needed and never freed: a document's nine counters
+    // would otherwise allocate (and the collector free) five arrays each. A new counter ends the previous one.
+    if (scratch.slots.length < buckets) scratch.slots = new Int32Array(buckets);
+    if (scratch.first.length < capacity) {
+      const size = Math.max(capacity, scratch.first.length * 2);
+      scratch.keys1 = new Int32Array(size);
+      scratch.keys2 = new Int32Array(size);
+      scratch.first = new Int32Array(size);
+      scratch.counts = new Int32Array(size);
+    }
+    this.slots = scratch.slots;
+    this.slots.fill(-1, 0, buckets);
+    this.keys1 = scratch.keys1;
+    this.keys2 = scratch.keys2;
+    this.first = scratch.first;
+    this.counts = scratch.counts;
   }
 
   add(start: number): number {

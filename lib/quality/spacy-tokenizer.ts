@@ -1,4 +1,5 @@
 import english from './spacy-en.json';
+import { tokenFacts, type TokenFacts, type Words } from './token-facts';
 
 /**
  * spaCy's rule-based English tokenizer (spacy.blank("en"), the one datatrove splits words and sentences with), run on
@@ -132,16 +133,34 @@ function mergeSpecials(tokens: string[]): string[] {
   return out;
 }
 
-const cache = new Map<string, readonly string[]>();
+/** A chunk's tokens, what each is to the sentencizer and to the Gopher families: computed once per distinct chunk. */
+interface ChunkEntry {
+  tokens: readonly string[];
+  kinds: readonly number[];
+  facts: readonly TokenFacts[];
+}
+const OTHER = 0;
+const SENTENCE_END = 1;
+/** Punctuation that is not a sentence end: it neither starts a sentence nor ends one. */
+const PUNCT = 2;
+const PUNCTUATION = /^\p{P}*$/u;
+
+function kindOf(token: string): number {
+  if (SENTENCE_ENDS.has(token)) return SENTENCE_END;
+  return PUNCTUATION.test(token) ? PUNCT : OTHER;
+}
+
+const cache = new Map<string, ChunkEntry>();
 /**
  * Letters alone meet no affix, infix or URL rule (each needs punctuation, a symbol or a digit; a test checks every
  * letter of Unicode), so such a chunk is one token unless it is a special case ("cannot" -> "can" "not").
  */
 const LETTERS = /^\p{L}+$/u;
 
-function tokenizeChunk(chunk: string): readonly string[] {
-  let tokens = cache.get(chunk);
-  if (tokens !== undefined) return tokens;
+function chunkEntry(chunk: string): ChunkEntry {
+  let entry = cache.get(chunk);
+  if (entry !== undefined) return entry;
+  let tokens: readonly string[];
   const special = RULES.get(chunk);
   if (special !== undefined) {
     tokens = special;
@@ -156,9 +175,10 @@ function tokenizeChunk(chunk: string): readonly string[] {
     for (let i = suffixes.length - 1; i >= 0; i--) out.push(suffixes[i]);
     tokens = mergeSpecials(out);
   }
+  entry = { tokens, kinds: tokens.map(kindOf), facts: tokens.map(tokenFacts) };
   if (cache.size >= 100_000) cache.clear();
-  cache.set(chunk, tokens);
-  return tokens;
+  cache.set(chunk, entry);
+  return entry;
 }
 
 /**
@@ -174,7 +194,7 @@ export function spacyTokens(text: string): string[] {
       const ws = chunk.startsWith(' ') && m.index !== 0 ? chunk.slice(1) : chunk;
       if (ws !== '') out.push(ws);
     } else {
-      out.push(...tokenizeChunk(chunk));
+      out.push(...chunkEntry(chunk).tokens);
     }
   }
   return out;
@@ -185,28 +205,63 @@ export function spacyWords(text: string): string[] {
   const out: string[] = [];
   NON_SPACE.lastIndex = 0;
   for (let m = NON_SPACE.exec(text); m !== null; m = NON_SPACE.exec(text)) {
-    const tokens = tokenizeChunk(m[0]);
+    const tokens = chunkEntry(m[0]).tokens;
     for (let i = 0; i < tokens.length; i++) out.push(tokens[i]);
   }
   return out;
 }
 
-const PUNCTUATION = /^\p{P}*$/u;
+/** spacyWords(text) with each token's facts. */
+export function spacyWordFacts(text: string): Words {
+  const tokens: string[] = [];
+  const facts: TokenFacts[] = [];
+  NON_SPACE.lastIndex = 0;
+  for (let m = NON_SPACE.exec(text); m !== null; m = NON_SPACE.exec(text)) {
+    const entry = chunkEntry(m[0]);
+    for (let i = 0; i < entry.tokens.length; i++) {
+      tokens.push(entry.tokens[i]);
+      facts.push(entry.facts[i]);
+    }
+  }
+  return { tokens, facts };
+}
+
+/**
+ * In one pass over `text`: the sentences spaCy's sentencizer finds (a new one at the first token after an end mark
+ * that is neither an end mark nor punctuation; 0 without tokens) and the words (spacyWords(text).length).
+ */
+export function spacySentencesAndWords(text: string): { sentences: number; words: number } {
+  let tokens = 0;
+  let words = 0;
+  let sentences = 1;
+  let seenEnd = false;
+  const step = (kind: number) => {
+    if (kind === SENTENCE_END) {
+      seenEnd = true;
+    } else if (kind === OTHER && seenEnd) {
+      sentences++;
+      seenEnd = false;
+    }
+  };
+  CHUNK.lastIndex = 0;
+  for (let m = CHUNK.exec(text); m !== null; m = CHUNK.exec(text)) {
+    const chunk = m[0];
+    if (WHITESPACE.test(chunk)) {
+      // As spacyTokens: the one space after a chunk separates, any other whitespace is a token.
+      if (chunk === ' ' && m.index !== 0) continue;
+      tokens++;
+      step(kindOf(chunk.startsWith(' ') && m.index !== 0 ? chunk.slice(1) : chunk));
+    } else {
+      const { kinds } = chunkEntry(chunk);
+      tokens += kinds.length;
+      words += kinds.length;
+      for (let i = 0; i < kinds.length; i++) step(kinds[i]);
+    }
+  }
+  return tokens === 0 ? { sentences: 0, words: 0 } : { sentences, words };
+}
 
 /** Sentences spaCy's sentencizer finds in `text`: a new one at the first non-punctuation token after an end mark. */
 export function spacySentenceCount(text: string): number {
-  const tokens = spacyTokens(text);
-  if (tokens.length === 0) return 0;
-  let sentences = 1;
-  let seenEnd = false;
-  for (const token of tokens) {
-    const end = SENTENCE_ENDS.has(token);
-    if (seenEnd && !end && !PUNCTUATION.test(token)) {
-      sentences++;
-      seenEnd = false;
-    } else if (end) {
-      seenEnd = true;
-    }
-  }
-  return sentences;
+  return spacySentencesAndWords(text).sentences;
 }
