@@ -6,6 +6,7 @@ import { formatFigures, formatTable, runBenchmark, type Benchmark, type Benchmar
 import { storageBenchmarks } from './storage.bench';
 import { pipelineBenchmarks } from './pipeline.bench';
 import { dedupBenchmarks } from './dedup.bench';
+import { tokenizeBenchmarks } from './tokenize.bench';
 import { qualityBenchmarks } from './quality.bench';
 import { formatsBenchmarks } from './formats.bench';
 import { trainBenchmarks, trainFigures } from './train.bench';
@@ -21,6 +22,7 @@ async function main() {
     ...storageBenchmarks(),
     ...pipelineBenchmarks(),
     ...dedupBenchmarks(),
+    ...tokenizeBenchmarks(),
     ...qualityBenchmarks(),
     ...formatsBenchmarks(),
     ...trainBenchmarks(),

@@ -1,5 +1,7 @@
-import { get_encoding, type Tiktoken } from 'tiktoken';
+import { BytePairEncodingCore, type RawBytePairRanks } from 'gpt-tokenizer/cjs/BytePairEncodingCore';
+import type { Tiktoken } from 'tiktoken';
 import type { TokenizerEncoding } from './encodings';
+import { splitPattern, TIKTOKEN_PATTERNS } from './split-pattern';
 
 /** Ids in use per encoding, special tokens included (tiktoken's published tables). */
 const VOCAB_SIZES: Record<TokenizerEncoding, number> = {
@@ -10,38 +12,146 @@ const VOCAB_SIZES: Record<TokenizerEncoding, number> = {
   gpt2: 50257,
 };
 
+const END_OF_TEXT = '<|endoftext|>';
+
+/** tiktoken's special tokens per encoding; the pipeline only ever writes end-of-text, and never reads them in text. */
+const SPECIAL_TOKENS: Record<TokenizerEncoding, Record<string, number>> = {
+  cl100k_base: {
+    [END_OF_TEXT]: 100257,
+    '<|fim_prefix|>': 100258,
+    '<|fim_middle|>': 100259,
+    '<|fim_suffix|>': 100260,
+    '<|endofprompt|>': 100276,
+  },
+  o200k_base: { [END_OF_TEXT]: 199999, '<|endofprompt|>': 200018 },
+  p50k_base: { [END_OF_TEXT]: 50256 },
+  r50k_base: { [END_OF_TEXT]: 50256 },
+  gpt2: { [END_OF_TEXT]: 50256 },
+};
+
+/* eslint-disable @typescript-eslint/no-require-imports -- each table is megabytes: loaded when first used, not all */
+const RANKS: Record<TokenizerEncoding, () => RawBytePairRanks> = {
+  cl100k_base: () => require('gpt-tokenizer/cjs/bpeRanks/cl100k_base').default,
+  o200k_base: () => require('gpt-tokenizer/cjs/bpeRanks/o200k_base').default,
+  p50k_base: () => require('gpt-tokenizer/cjs/bpeRanks/p50k_base').default,
+  r50k_base: () => require('gpt-tokenizer/cjs/bpeRanks/r50k_base').default,
+  gpt2: () => require('gpt-tokenizer/cjs/bpeRanks/r50k_base').default,
+};
+
 /**
- * A BPE tokenizer for training data. tiktoken (Rust compiled to WASM) measured about 3.8× js-tiktoken per core on
- * this kind of machine with identical ids, hence the choice. Special-token strings inside documents are encoded as
- * the plain text they are (nothing allowed, nothing disallowed); the end-of-text token is appended by us, once per
- * document, so a document can never forge a boundary.
+ * gpt-tokenizer looks a byte sequence up as the text it decodes to, and its decoder drops a leading byte-order mark
+ * (EF BB BF): `\ufeffusing` would merge as `using`. Text holding U+FEFF is encoded by tiktoken itself, loaded the
+ * first time a thread meets such text.
+ */
+const BYTE_ORDER_MARK = '\ufeff';
+const tiktokens = new Map<TokenizerEncoding, Tiktoken>();
+
+function tiktoken(encoding: TokenizerEncoding): Tiktoken {
+  let enc = tiktokens.get(encoding);
+  if (!enc) {
+    enc = (require('tiktoken') as typeof import('tiktoken')).get_encoding(encoding);
+    tiktokens.set(encoding, enc);
+  }
+  return enc;
+}
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+interface LoadedEncoding {
+  core: BytePairEncodingCore;
+  ranks: RawBytePairRanks;
+  specialTexts: Map<number, string>;
+  /** UTF-16 units encoded since the merge cache was last emptied. */
+  sinceCleared: number;
+}
+
+/**
+ * gpt-tokenizer keeps merged pieces in an LRU cache of 100,000; once full, each eviction walks the Map's deleted
+ * entries and encoding slows up to 10× on text of many distinct pieces. Emptying it every 256 Ki UTF-16 units
+ * keeps it short of full and costs only the re-merging of common pieces.
+ */
+const CLEAR_MERGE_CACHE_EVERY = 256 * 1024;
+
+/** One loaded encoding per encoding per thread: the ranks and their lookup tables are the memory that counts. */
+const loaded = new Map<TokenizerEncoding, LoadedEncoding>();
+
+function load(encoding: TokenizerEncoding): LoadedEncoding {
+  let enc = loaded.get(encoding);
+  if (!enc) {
+    const ranks = RANKS[encoding]();
+    const special = Object.entries(SPECIAL_TOKENS[encoding]);
+    const core = new BytePairEncodingCore({
+      bytePairRankDecoder: ranks,
+      // Never matched in text: encodeNative is given no allowed special token, so their text is plain text.
+      specialTokensEncoder: new Map(special),
+      tokenSplitRegex: splitPattern(TIKTOKEN_PATTERNS[encoding]),
+    });
+    enc = { core, ranks, specialTexts: new Map(special.map(([text, id]) => [id, text])), sinceCleared: 0 };
+    loaded.set(encoding, enc);
+  }
+  return enc;
+}
+
+const utf8 = new TextEncoder();
+
+/** ES2024 string methods (Node 20 has them; the project's `lib` is ES2022). */
+interface WellFormedString {
+  isWellFormed(): boolean;
+  toWellFormed(): string;
+}
+
+/** Each lone surrogate as U+FFFD, as tiktoken's UTF-8 conversion does; well-formed text unchanged and uncopied. */
+function wellFormed(text: string): string {
+  const s = text as string & WellFormedString;
+  return s.isWellFormed() ? text : s.toWellFormed();
+}
+
+/**
+ * A BPE tokenizer for training data, with tiktoken's ids: gpt-tokenizer's byte-pair merging (pure JavaScript, faster
+ * per thread than tiktoken's WebAssembly build on prose: `npm run bench -- tokenize`) over the same rank tables, cut
+ * into pieces by tiktoken's own patterns (`split-pattern.ts`). Special-token strings inside documents are encoded as the plain text they are; the
+ * end-of-text token is appended by us, once per document, so a document can never forge a boundary. Text that is not
+ * well-formed UTF-16 (lone surrogates) is encoded as tiktoken does: each lone surrogate as U+FFFD.
  */
 export class DocumentTokenizer {
   readonly eot: number;
   readonly vocabSize: number;
-  private readonly enc: Tiktoken;
+  private readonly enc: LoadedEncoding;
 
   constructor(readonly encoding: TokenizerEncoding) {
-    this.enc = get_encoding(encoding);
-    this.eot = this.enc.encode('<|endoftext|>', 'all')[0];
+    this.enc = load(encoding);
+    this.eot = SPECIAL_TOKENS[encoding][END_OF_TEXT];
     // Largest id + 1 over ordinary and special tokens bounds the dtype of stored token arrays.
     this.vocabSize = Math.max(VOCAB_SIZES[encoding], this.eot + 1);
   }
 
   /** Token ids of one document followed by the end-of-text id. */
   encodeDocument(text: string): Uint32Array {
-    const ids = this.enc.encode_ordinary(text);
+    this.enc.sinceCleared += text.length;
+    if (this.enc.sinceCleared > CLEAR_MERGE_CACHE_EVERY) this.free();
+    const ids = text.includes(BYTE_ORDER_MARK)
+      ? tiktoken(this.encoding).encode_ordinary(text)
+      : this.enc.core.encodeNative(wellFormed(text));
     const out = new Uint32Array(ids.length + 1);
     out.set(ids);
     out[ids.length] = this.eot;
     return out;
   }
 
-  decode(ids: Uint32Array): string {
-    return new TextDecoder().decode(this.enc.decode(ids));
+  /** The bytes one id stands for (a special token's: its text). */
+  tokenBytes(id: number): Uint8Array {
+    const entry = this.enc.ranks[id] ?? this.enc.specialTexts.get(id);
+    if (entry === undefined) throw new RangeError(`token id ${id} is not in ${this.encoding}`);
+    return typeof entry === 'string' ? utf8.encode(entry) : Uint8Array.from(entry);
   }
 
+  /** The text of token ids; bytes that are not UTF-8 (a character cut between ids) become U+FFFD. */
+  decode(ids: Uint32Array): string {
+    return new TextDecoder().decode(Buffer.concat(Array.from(ids, (id) => this.tokenBytes(id))));
+  }
+
+  /** Drops the merge cache this thread keeps for the encoding (the rank tables stay loaded). */
   free(): void {
-    this.enc.free();
+    this.enc.core.clearMergeCache();
+    this.enc.sinceCleared = 0;
   }
 }
