@@ -34,6 +34,7 @@ const dotEnv: Record<string, string> = {
   MINIO_ROOT_PASSWORD: randomBytes(24).toString('hex'),
   FLYWHEEL_S3_SECRET_KEY: randomBytes(24).toString('hex'),
   FLYWHEEL_CODEC_KEYS: `2026-12:${randomBytes(32).toString('base64')}`,
+  GRAFANA_ADMIN_PASSWORD: randomBytes(24).toString('hex'),
 };
 
 /** Compose interpolation: `${VAR}`, `${VAR:-default}`, `${VAR:?error}` (which fails when VAR is unset), `$$`. */
@@ -138,6 +139,7 @@ describe('docker-compose.yml, the production-shaped stack', () => {
       'MINIO_ROOT_PASSWORD',
       'FLYWHEEL_S3_SECRET_KEY',
       'FLYWHEEL_CODEC_KEYS',
+      'GRAFANA_ADMIN_PASSWORD',
     ])
       assert.ok(required.includes(variable), `.env.example lists ${variable}`);
     const secretName = /PASSWORD|PWD|SECRET|KEYS$|TOKEN/;
