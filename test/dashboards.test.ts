@@ -340,7 +340,7 @@ describe('dashboards in the stack', () => {
       await (await flywheel.startStorageLifecycle({ policy: { intermediates: { deleteAfterDays: 30 } } })).result();
       const events = Array.from({ length: 5 }, (_, n) => ({
         id: `dash-${n}`,
-        ts: `2026-11-25T0${n}:15:00.000Z`,
+        ts: `2094-04-04T0${n}:15:00.000Z`,
         modelVersion: 'dash@v1',
         prompt: `question ${n}`,
         response: `answer ${n}`,

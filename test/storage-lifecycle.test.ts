@@ -322,7 +322,7 @@ describe('the storageLifecycle workflow on S3 tiers', () => {
     await new ModelRegistry(store).promote('lc', 'v1', 'the first model');
 
     const receipt = await flywheel.submitFeedback(
-      Array.from({ length: 20 }, (_, n) => supportFeedbackEvent('lc', n, { ts: '2091-06-01T10:00:00Z' })),
+      Array.from({ length: 20 }, (_, n) => supportFeedbackEvent('lc', n, { ts: '2093-03-03T10:00:00Z' })),
       { ledger: { flushIntervalMs: 200 } },
     );
     await flywheel.waitFeedbackFlushed(receipt.ledgers);
