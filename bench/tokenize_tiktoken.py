@@ -22,12 +22,14 @@ import tiktoken
 def load_encoding(path: str) -> tiktoken.Encoding:
     with open(path, encoding="utf-8") as f:
         spec = json.load(f)
-    # "! <first rank> <token base64> <token base64> ...": ranks are consecutive from the first.
-    parts = spec["bpe_ranks"].split()
-    if parts[0] != "!":
-        raise ValueError(f"{path}: unexpected bpe_ranks layout")
-    first = int(parts[1])
-    ranks = {base64.b64decode(token): first + i for i, token in enumerate(parts[2:])}
+    # Lines of "! <first rank> <token base64> <token base64> ...": ranks run on from each line's first.
+    ranks = {}
+    for line in spec["bpe_ranks"].splitlines():
+        parts = line.split()
+        if parts[0] != "!":
+            raise ValueError(f"{path}: unexpected bpe_ranks layout")
+        first = int(parts[1])
+        ranks.update({base64.b64decode(token): first + i for i, token in enumerate(parts[2:])})
     return tiktoken.Encoding(
         name=path,
         pat_str=spec["pat_str"],
