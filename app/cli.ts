@@ -21,6 +21,7 @@ import { registerCodecServerCommand } from './commands/codec-server';
 import { registerFeedbackCommands } from './commands/feedback';
 import { registerStatusCommand } from './commands/status';
 import { registerReportCommand } from './commands/report';
+import { registerCostCommand } from './commands/cost';
 import { registerModelsCommands } from './commands/models';
 import { registerFlywheelCommands } from './commands/flywheel';
 import { registerStorageCommands } from './commands/storage';
@@ -230,6 +231,7 @@ export function buildCli(): Command {
   registerFeedbackCommands(program);
   registerStatusCommand(program, { connect: async () => (await connection()).connectClient(loadConfig()) });
   registerReportCommand(program, { connect: async () => (await connection()).connectClient(loadConfig()) });
+  registerCostCommand(program, { connect: async (config) => (await connection()).connectClient(config) });
   registerModelsCommands(program);
 
   registerTrainCommands(program, {

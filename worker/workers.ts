@@ -8,6 +8,7 @@ import { nativeConnectionOptions } from '../temporal/connection';
 import { flywheelDataConverter } from '../temporal/payload-codec';
 import { installTracing } from '../temporal/tracing';
 import { WORKFLOW_TRACING_INTERCEPTORS, workerTracing } from './tracing';
+import { workerUsage } from './usage';
 
 export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', 'index.ts');
 
@@ -81,6 +82,8 @@ export async function createWorkers(
         activities,
         ...(role === 'io' ? { workflowBundle: bundle } : {}),
         ...(traced ?? {}),
+        // Usage recording wraps each activity outermost, so its own span and every other interceptor are measured.
+        interceptors: { activity: [...workerUsage(store).activity!, ...(traced?.interceptors.activity ?? [])] },
         maxConcurrentActivityTaskExecutions: config.worker.concurrency,
         shutdownGraceTime: '10 seconds',
       });

@@ -6,6 +6,7 @@ import type { PipelineProgress, DatasetSummary } from '../../lib/contracts/pipel
 import type { TrainingProgress, TrainingResult } from '../../lib/contracts/training';
 import { loadConfig } from '../../lib/config';
 import type { TieredStore } from '../../lib/storage';
+import type { PriceTable } from '../../lib/cost';
 import type { PipelineSection, PromotionDecision, ReportWorkflow, RunReport, TrainingSection } from '../../lib/report';
 import { inspectWorkflow, type WorkflowStatus } from './status';
 
@@ -14,6 +15,7 @@ import { inspectWorkflow, type WorkflowStatus } from './status';
 const reportLib = () => require('../../lib/report') as typeof import('../../lib/report');
 const storageConfig = () => require('../../lib/storage/from-config') as typeof import('../../lib/storage/from-config');
 const devServer = () => require('../../temporal/dev-server') as typeof import('../../temporal/dev-server');
+const costCommand = () => require('./cost') as typeof import('./cost');
 const codecHelpers = () =>
   require('@temporalio/common/lib/internal-non-workflow') as typeof import('@temporalio/common/lib/internal-non-workflow');
 /* eslint-enable @typescript-eslint/no-require-imports */
@@ -30,6 +32,8 @@ export interface WriteRunReportOptions {
   /** The Temporal Web UI's address (http://localhost:8233), for links to each workflow. */
   uiUrl?: string;
   title?: string;
+  /** Prices for the cost section (FLYWHEEL_PRICES); usage without amounts when absent. */
+  prices?: PriceTable;
 }
 
 /** A PromotionDecision found anywhere (three levels deep) in a workflow's result. */
@@ -70,7 +74,7 @@ export async function workflowInput(client: Client, workflowId: string): Promise
 }
 
 /** Child workflows of a workflow (a flywheel round's pipeline and training runs), oldest first. */
-async function childWorkflowIds(client: Client, workflowId: string): Promise<string[]> {
+export async function childWorkflowIds(client: Client, workflowId: string): Promise<string[]> {
   const ids: string[] = [];
   try {
     for await (const w of client.workflow.list({ query: `ParentWorkflowId = "${workflowId.replace(/"/g, '\\"')}"` }))
@@ -202,6 +206,12 @@ export async function gatherRunReport(opts: Omit<WriteRunReportOptions, 'out'>):
       notes.push(`the decisions of model ${query.model} could not be read: ${(err as Error).message}`);
     }
   }
+  const cost = await costCommand()
+    .gatherCostReport({ client, store, workflowIds: opts.workflowIds, prices: opts.prices })
+    .catch((err: Error) => {
+      notes.push(`the cost of these workflows could not be gathered: ${err.message}`);
+      return undefined;
+    });
   return {
     title: opts.title ?? `Flywheel run report: ${opts.workflowIds.join(', ')}`,
     generatedAt: new Date().toISOString(),
@@ -209,6 +219,7 @@ export async function gatherRunReport(opts: Omit<WriteRunReportOptions, 'out'>):
     pipelines,
     trainings,
     promotions: promotions.filter((p, i) => promotions.findIndex((q) => q.id === p.id) === i),
+    ...(cost ? { cost } : {}),
     notes,
   };
 }
@@ -268,6 +279,7 @@ export function registerReportCommand(program: Command, deps: { connect: () => P
           workflowIds,
           out: opts.out ?? path.join(config.home, 'reports'),
           uiUrl: await localUiUrl(config.temporal.address),
+          prices: config.prices,
         });
         console.log(
           opts.json ? JSON.stringify({ path: file, workflowIds }) : `wrote ${path.relative(process.cwd(), file)}`,

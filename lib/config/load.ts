@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { FlywheelError } from '../common';
 import { parseKeyRing, type KeyRing } from '../codec/key-ring';
+import { parsePriceTable, type PriceTable } from '../cost/prices';
 import { envSchema, type EnvConfig, type TaskQueueRole } from './schema';
 
 /** A bad environment: every bad variable, what it held and what it expects. The CLI exits with code 2 on it. */
@@ -76,6 +77,8 @@ export interface FlywheelConfig {
   feedback: { shards: number; maxEventBytes: number };
   /** OpenTelemetry traces: on when an OTLP endpoint is set (and OTEL_SDK_DISABLED is not). */
   tracing: { tracesUrl?: string; serviceName: string };
+  /** What usage costs (`flywheel cost`, the report's cost section); absent when no table is configured. */
+  prices?: PriceTable;
 }
 
 const SECRET_VARIABLES = new Set([
@@ -107,6 +110,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   // Cross-variable checks run on the raw values too, so one run reports every problem.
   const tls = checkTls(parsed.success ? parsed.data : lenientTlsView(input), problems);
   const keyRing = readKeyRing(input, cwd, problems);
+  const prices = readPriceTable(input, cwd, problems);
   if (!parsed.success || problems.length > 0) throw new ConfigError(dedupe(problems));
   const e = parsed.data;
   const home = path.resolve(cwd, e.FLYWHEEL_HOME);
@@ -148,7 +152,37 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     codec: { keyRing, token: e.FLYWHEEL_CODEC_TOKEN },
     feedback: { shards: e.FLYWHEEL_FEEDBACK_SHARDS, maxEventBytes: e.FLYWHEEL_FEEDBACK_MAX_EVENT_BYTES },
     tracing: { tracesUrl: e.OTEL_SDK_DISABLED ? undefined : tracesUrl(e), serviceName: e.OTEL_SERVICE_NAME },
+    ...(prices ? { prices } : {}),
   };
+}
+
+/** The price table from FLYWHEEL_PRICES or the file FLYWHEEL_PRICES_FILE names: an unknown key or a negative price is
+ * a problem naming the key. */
+function readPriceTable(
+  input: Record<string, string>,
+  cwd: string,
+  problems: ConfigError['problems'],
+): PriceTable | undefined {
+  const inline = input.FLYWHEEL_PRICES;
+  const file = input.FLYWHEEL_PRICES_FILE?.trim();
+  if (inline !== undefined && file) {
+    problems.push({ variable: 'FLYWHEEL_PRICES_FILE', expected: 'unset when FLYWHEEL_PRICES is set (one of the two)' });
+    return undefined;
+  }
+  const variable = file ? 'FLYWHEEL_PRICES_FILE' : 'FLYWHEEL_PRICES';
+  let text = inline;
+  if (file) {
+    try {
+      text = fs.readFileSync(path.resolve(cwd, file), 'utf8');
+    } catch {
+      problems.push({ variable, expected: 'a readable file holding the price table (JSON)', got: file });
+      return undefined;
+    }
+  }
+  if (text === undefined) return undefined;
+  const parsed = parsePriceTable(text);
+  for (const expected of parsed.problems) problems.push({ variable, expected, got: file });
+  return parsed.table;
 }
 
 /** The OTLP/HTTP traces URL as the OpenTelemetry spec derives it: the signal's own variable as given, else the base

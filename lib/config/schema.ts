@@ -225,6 +225,14 @@ export const envSchema = z.object({
     .max(1024 * 1024, 'at most 1048576 bytes (1 MiB)')
     .default(64 * 1024)
     .describe('largest feedback event accepted, in bytes of its JSON'),
+  FLYWHEEL_PRICES: z
+    .string()
+    .optional()
+    .describe(
+      'price table for `flywheel cost`, JSON: {"currency":"USD","cpuHour":x,"gpuHour":x,' +
+        '"gbMonth":{"hot":x,"warm":x,"cold":x},"per1000Requests":x}; a key left out costs 0 (unset: usage without amounts)',
+    ),
+  FLYWHEEL_PRICES_FILE: z.string().trim().min(1).optional().describe('file holding the price table instead'),
   OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl.describe(
     'OpenTelemetry collector for traces, OTLP over HTTP: spans go to <url>/v1/traces (unset: no traces)',
   ),

@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CheckpointManager } from '../checkpoint';
 import { canonicalJson } from '../contracts/digest';
+import { currentUsage, gpusGiven } from '../cost';
 import { InvalidSpec } from '../contracts/invalid-spec';
 import type { Evaluation, SegmentInput, SegmentSummary, TrainingSpec } from '../contracts/training';
 import { recordCheckpoint, recordTraining } from '../metrics';
@@ -149,6 +150,9 @@ async function runTrainer(run: TrainerRun): Promise<TrainerRunOutcome['stopped']
     heartbeat();
   };
 
+  // Its GPUs are held from start to exit, busy or not: GPU time is wall time × the GPUs it was given.
+  const gpus = gpusGiven(launch.argv, launch.env);
+  const started = performance.now();
   const outcome = await runExternalTrainer({
     launch: { ...launch, cwd: spec.external.cwd },
     progressFile: spec.external.report === 'file' ? work.progressFile : undefined,
@@ -166,6 +170,9 @@ async function runTrainer(run: TrainerRun): Promise<TrainerRunOutcome['stopped']
     },
     onEvent,
     onText: (line, stream) => hooks.log.debug(`trainer ${stream}: ${line}`),
+  }).finally(() => {
+    const usage = currentUsage();
+    if (usage) usage.gpuSeconds += (gpus * (performance.now() - started)) / 1000;
   });
   return outcome.stopped;
 }

@@ -63,3 +63,8 @@ export function stepSpanAttributes(step: keyof Steps, input: RunKey): Record<str
 function unitValue(value: unknown): string {
   return Array.isArray(value) ? value.join(',') : String(value);
 }
+
+/** The stage of a pipeline step by its activity name (`filterBatch` → filter); undefined for any other activity. */
+export function stepStage(activityType: string): StepStage | undefined {
+  return Object.hasOwn(STEP_TRACE, activityType) ? STEP_TRACE[activityType as keyof Steps].stage : undefined;
+}

@@ -6,3 +6,4 @@ export * from './sections';
 export * from './svg-charts';
 export * from './render-html';
 export * from './promotions';
+export * from './cost';

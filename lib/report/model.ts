@@ -1,3 +1,4 @@
+import type { CostReport } from '../cost/run-cost';
 import type { DatasetSummary, PipelineProgress, StageStats } from '../contracts/pipeline-results';
 import type { Evaluation } from '../contracts/training';
 import type { Tier } from '../storage';
@@ -102,6 +103,8 @@ export interface RunReport {
   pipelines: PipelineSection[];
   trainings: TrainingSection[];
   promotions: PromotionDecision[];
+  /** What the workflows used and cost (`flywheel cost`); absent when it could not be gathered. */
+  cost?: CostReport;
   /** What could not be read (a workflow still running, stage manifests gone), said in the report. */
   notes: string[];
 }

@@ -1,3 +1,4 @@
+import { costHtml } from './cost';
 import type { ClusterSizes, PipelineSection, PromotionDecision, RunReport, TrainingSection } from './model';
 import {
   checkpointTimelineChart,
@@ -248,6 +249,7 @@ export function renderReportHtml(report: RunReport): string {
     report.pipelines.map(pipelineHtml).join('') +
     report.trainings.map(trainingHtml).join('') +
     report.promotions.map(promotionHtml).join('') +
+    (report.cost ? costHtml(report.cost) : '') +
     notes +
     '</main></body></html>\n'
   );

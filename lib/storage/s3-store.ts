@@ -22,6 +22,7 @@ import {
   TransientStorageError,
 } from './errors';
 import { HashingStream, sha256Hex } from './hashing';
+import { countS3Requests } from './s3-requests';
 import { traceS3Calls } from './s3-tracing';
 import {
   guardBody,
@@ -90,6 +91,7 @@ export function createS3Client(options: S3ClientOptions): S3Client {
     },
   });
   traceS3Calls(client);
+  countS3Requests(client);
   return client;
 }
 

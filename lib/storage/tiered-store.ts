@@ -1,8 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { S3Client } from '@aws-sdk/client-s3';
+import { currentUsage } from '../cost/usage';
 import { InvalidObjectKey, InvalidTierUri, StorageError } from './errors';
 import { FsStore } from './fs-store';
 import {
@@ -119,17 +120,20 @@ export class TieredStore {
   async put(uri: string, body: PutBody, opts?: PutOptions): Promise<TieredPutResult> {
     const { tier, key } = parseTierUri(uri);
     const res = await this.stores[tier].put(key, body, opts);
+    currentUsage()?.written(tier, res.bytes);
     return { uri, bytes: res.bytes, sha256: res.sha256 };
   }
 
   async get(uri: string, opts?: GetOptions): Promise<Readable> {
     const { tier, key } = parseTierUri(uri);
-    return this.stores[tier].get(key, opts);
+    return countRead(tier, await this.stores[tier].get(key, opts));
   }
 
   async getBytes(uri: string): Promise<Buffer> {
     const { tier, key } = parseTierUri(uri);
-    return this.stores[tier].getBytes(key);
+    const bytes = await this.stores[tier].getBytes(key);
+    currentUsage()?.read(tier, bytes.length);
+    return bytes;
   }
 
   async head(uri: string): Promise<TieredObjectInfo> {
@@ -173,15 +177,35 @@ export class TieredStore {
     const target = this.stores[to.tier];
     if (source === target) {
       await source.copy(from.key, to.key);
+      // A server-side copy moves no bytes through the worker, but the target holds (and is billed for) them.
+      const usage = currentUsage();
+      const copied = usage ? await target.head(to.key).catch(() => undefined) : undefined;
+      if (usage && copied) usage.written(to.tier, copied.bytes);
       return;
     }
     const stream = await source.get(from.key);
     try {
-      await target.put(to.key, stream);
+      const res = await target.put(to.key, countRead(from.tier, stream));
+      currentUsage()?.written(to.tier, res.bytes);
     } finally {
       stream.destroy(); // a failed put must not leave the source socket or file open
     }
   }
+}
+
+/** Inside a metered activity, the bytes a reader actually takes from `stream` count as read from `tier`. */
+function countRead(tier: Tier, stream: Readable): Readable {
+  const usage = currentUsage();
+  if (!usage) return stream;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      usage.read(tier, chunk.length);
+      done(null, chunk);
+    },
+  });
+  stream.on('error', (err) => counter.destroy(err));
+  counter.on('close', () => stream.destroy()); // a reader that stops early must not leave the file or socket open
+  return stream.pipe(counter);
 }
 
 function toTieredEntry(tier: Tier, entry: ListEntry): TieredListEntry {
