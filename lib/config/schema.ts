@@ -148,7 +148,9 @@ export const envSchema = z.object({
     .describe('concurrent activities per task queue'),
   FLYWHEEL_WORKER_THREADS: positiveInt('a whole number of threads ≥ 1')
     .optional()
-    .describe('threads for quality filtering, tokenization and near-dup signing (default: the CPUs this process may use)'),
+    .describe(
+      'threads for quality filtering, tokenization and near-dup signing (default: the CPUs this process may use)',
+    ),
   FLYWHEEL_METRICS_PORT: port.default(9464).describe('Prometheus metrics port on the worker (0 = off)'),
   FLYWHEEL_CODEC_KEYS: z
     .string()
