@@ -35,7 +35,12 @@ async function main(): Promise<number> {
     FLYWHEEL_TEST_S3_CHECKSUMS: s3.checksums,
   };
   const code = await new Promise<number>((resolve) => {
-    const child = spawn(process.execPath, ['--require', 'tsx/cjs', '--test', ...files], { stdio: 'inherit', env });
+    // --test-force-exit: a test file ends once its tests and hooks have, even if a library left a handle open (the
+    // cost test's file stayed alive after its last hook); a hung test still fails by its own timeout.
+    const child = spawn(process.execPath, ['--require', 'tsx/cjs', '--test', '--test-force-exit', ...files], {
+      stdio: 'inherit',
+      env,
+    });
     child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
   });
   await s3.stop();

@@ -33,7 +33,17 @@ export function startWorker(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let seen = '';
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // Once the worker has exited, its output pipes are closed on this side too: a grandchild that inherited them (tsx's
+  // esbuild service of a SIGKILLed worker) must not keep this process alive.
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, 1000).unref();
+      resolve();
+    }),
+  );
   const ready = new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       seen += chunk.toString();
