@@ -1,6 +1,6 @@
 import * as os from 'node:os';
-import * as path from 'node:path';
-import Piscina from 'piscina';
+import type Piscina from 'piscina';
+import { createTaskPool } from '../common/task-pool';
 import type { Document } from '../document';
 import { FlywheelError } from '../common/errors';
 import { filterDocument, type FilterResult } from './filter-document';
@@ -18,14 +18,7 @@ export class FilterPool {
   constructor(opts: { threads?: number } = {}) {
     const threads = opts.threads ?? os.availableParallelism();
     if (threads === 0) return;
-    const file = path.join(__dirname, `filter-task${path.extname(__filename)}`);
-    this.pool = new Piscina({
-      filename: file,
-      minThreads: threads,
-      maxThreads: threads,
-      // Running from TypeScript sources (tsx), threads need the same loader; compiled builds load plain JS.
-      execArgv: file.endsWith('.ts') ? ['--require', 'tsx/cjs'] : [],
-    });
+    this.pool = createTaskPool(__dirname, 'filter-task', threads);
   }
 
   get threads(): number {

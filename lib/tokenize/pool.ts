@@ -1,6 +1,6 @@
 import * as os from 'node:os';
-import * as path from 'node:path';
-import Piscina from 'piscina';
+import type Piscina from 'piscina';
+import { createTaskPool } from '../common/task-pool';
 import type { TokenizerEncoding } from './encodings';
 import type { TokenizeTask } from './tokenize-task';
 
@@ -13,14 +13,7 @@ export class TokenizerPool {
 
   constructor(opts: { threads?: number } = {}) {
     const threads = Math.max(1, opts.threads ?? os.availableParallelism());
-    const file = path.join(__dirname, `tokenize-task${path.extname(__filename)}`);
-    this.pool = new Piscina({
-      filename: file,
-      minThreads: threads,
-      maxThreads: threads,
-      // Running from TypeScript sources (tsx), threads need the same loader; compiled builds load plain JS.
-      execArgv: file.endsWith('.ts') ? ['--require', 'tsx/cjs'] : [],
-    });
+    this.pool = createTaskPool(__dirname, 'tokenize-task', threads);
   }
 
   get threads(): number {

@@ -1,0 +1,17 @@
+import * as path from 'node:path';
+import Piscina from 'piscina';
+
+/**
+ * A piscina pool of `threads` threads running `taskFile` (a module beside the caller, named without extension): the
+ * one way Flywheel's worker-thread pools (tokenizer, quality filters) are built. Running from TypeScript sources
+ * (tsx), threads need the same loader; compiled builds load plain JS.
+ */
+export function createTaskPool(dir: string, taskFile: string, threads: number): Piscina {
+  const file = path.join(dir, `${taskFile}${path.extname(__filename)}`);
+  return new Piscina({
+    filename: file,
+    minThreads: threads,
+    maxThreads: threads,
+    execArgv: file.endsWith('.ts') ? ['--require', 'tsx/cjs'] : [],
+  });
+}
