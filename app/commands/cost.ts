@@ -17,8 +17,8 @@ import {
 import { stepStage } from '../../lib/pipeline/step-attributes';
 import { ModelRegistry } from '../../lib/registry/model-registry';
 import { TIERS, tieredStoreFromConfig, type TieredStore } from '../../lib/storage';
-import { childWorkflowIds } from './report';
-import { inspectWorkflow, type WorkflowStatus } from './status';
+import { inspectWorkflowTree } from './report';
+import type { WorkflowStatus } from './status';
 import { formatBytes } from './storage';
 
 const KIND: Record<string, RunCost['kind']> = {
@@ -67,17 +67,7 @@ export async function gatherCostReport(opts: {
   const { client, store } = opts;
   const prices = opts.prices ?? NO_PRICES;
   const registry = new ModelRegistry(store);
-  const statuses: WorkflowStatus[] = [];
-  const queue = [...new Set(opts.workflowIds)];
-  const seen = new Set<string>();
-  while (queue.length) {
-    const id = queue.shift()!;
-    if (seen.has(id)) continue;
-    seen.add(id);
-    const s = await inspectWorkflow(client, id, { progress: false });
-    statuses.push(s);
-    if (!['dataPipeline', 'trainingRun'].includes(s.type)) queue.push(...(await childWorkflowIds(client, id)));
-  }
+  const statuses = await inspectWorkflowTree(client, opts.workflowIds, { progress: false });
   const runs: RunCost[] = [];
   const everything = [];
   for (const s of statuses) {

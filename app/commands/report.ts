@@ -85,6 +85,32 @@ export async function childWorkflowIds(client: Client, workflowId: string): Prom
   return ids.reverse();
 }
 
+/** Workflows that start no children: a walk of a workflow tree stops at them. */
+const LEAF_TYPES = ['dataPipeline', 'trainingRun', 'storageCheck'];
+
+/**
+ * The named workflows and, for those that start children (a flywheel round), their children, depth first: what the
+ * report and `flywheel cost` cover.
+ */
+export async function inspectWorkflowTree(
+  client: Client,
+  workflowIds: string[],
+  opts: { progress?: boolean } = {},
+): Promise<WorkflowStatus[]> {
+  const statuses: WorkflowStatus[] = [];
+  const queue = [...new Set(workflowIds)];
+  const seen = new Set<string>();
+  while (queue.length) {
+    const id = queue.shift()!;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    const s = await inspectWorkflow(client, id, opts);
+    statuses.push(s);
+    if (!LEAF_TYPES.includes(s.type)) queue.push(...(await childWorkflowIds(client, id)).filter((c) => !seen.has(c)));
+  }
+  return statuses;
+}
+
 const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
 
 async function pipelineOf(
@@ -146,18 +172,7 @@ export async function gatherRunReport(opts: Omit<WriteRunReportOptions, 'out'>):
   const lib = reportLib();
   const { client, store } = opts;
   const notes: string[] = [];
-  const statuses: WorkflowStatus[] = [];
-  const queue = [...new Set(opts.workflowIds)];
-  const seen = new Set<string>();
-  while (queue.length) {
-    const id = queue.shift()!;
-    if (seen.has(id)) continue;
-    seen.add(id);
-    const s = await inspectWorkflow(client, id);
-    statuses.push(s);
-    if (!['dataPipeline', 'trainingRun', 'storageCheck'].includes(s.type))
-      queue.push(...(await childWorkflowIds(client, id)).filter((c) => !seen.has(c)));
-  }
+  const statuses = await inspectWorkflowTree(client, opts.workflowIds);
   const workflows: ReportWorkflow[] = statuses.map((s) => ({
     workflowId: s.workflowId,
     type: s.type,
