@@ -52,7 +52,7 @@ export function pipelineBenchmarks(): Benchmark[] {
       },
       candidate: { label: 'TokenizerPool(1)', run: viaPool(() => pool1!) },
       baseline: {
-        label: 'tiktoken in-process',
+        label: 'DocumentTokenizer in-process',
         async run() {
           const t = performance.now();
           for (const text of texts) tokenizer.encodeDocument(text);

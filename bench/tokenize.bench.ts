@@ -65,7 +65,7 @@ export function tokenizeBenchmarks(): Benchmark[] {
   let native: ReturnType<typeof ensureNativeTiktoken> = { skipped: 'not set up' };
 
   const ours = (encoding: TokenizerEncoding) => ({
-    label: 'DocumentTokenizer (gpt-tokenizer)',
+    label: 'DocumentTokenizer',
     async run() {
       const tokenizer = new DocumentTokenizer(encoding); // loaded once per process, as in a pool thread
       tokenizer.free(); // its merge cache starts empty each round, as on text it has not seen

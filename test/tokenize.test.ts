@@ -16,7 +16,7 @@ import { DocumentTokenizer, TOKENIZER_ENCODINGS, TokenizerPool, type TokenizerEn
 import { TIKTOKEN_PATTERNS } from '../lib/tokenize/split-pattern';
 
 /**
- * The pipeline's tokenizer (gpt-tokenizer's merging, tiktoken's patterns) is held to tiktoken's ids, the ids the
+ * The pipeline's tokenizer (Flywheel's byte-pair encoder over gpt-tokenizer's rank tables, tiktoken's patterns) is held to tiktoken's ids, the ids the
  * pipeline wrote before it, on every encoding the spec offers.
  */
 const reference = new Map<TokenizerEncoding, Tiktoken>();
@@ -151,6 +151,20 @@ describe('the tokenizer gives tiktoken’s ids', () => {
         );
       });
 
+      it('agrees on pieces longer than its scratch space and past its caches’ turnover', () => {
+        // Pieces of thousands of bytes (one long word, a run of symbols, of spaces, of emoji) grow the merge's
+        // scratch; 100,000 distinct pieces turn the piece cache over and grow the pair table, after which
+        // repeated pieces still get the same ids.
+        const long = ['x'.repeat(5000), '#$'.repeat(3000), ' '.repeat(4000) + 'a', '😀'.repeat(1500), 'é'.repeat(2500)];
+        for (const text of long) assertSameIds(tokenizer, text);
+        const words = Array.from({ length: 100_000 }, (_, i) => `w${(i * 7919).toString(36)}q`);
+        const many = words.join(' ');
+        assertSameIds(tokenizer, many);
+        assertSameIds(tokenizer, many.slice(0, 20_000));
+        tokenizer.free();
+        assertSameIds(tokenizer, many.slice(0, 20_000));
+      });
+
       it('agrees on every code point, beside letters, digits, spaces and contractions', () => {
         // One text per block of code points; a block that differs is searched code point by code point.
         const contexts = (c: string) => `${c}'s x${c}'t ${c}x 1${c}1 a${c}A${c}${c}\n`;
@@ -190,16 +204,16 @@ describe('the tokenizer gives tiktoken’s ids', () => {
 });
 
 describe('tokenizer threads', () => {
-  it('load only the encodings they encode with, and tiktoken only for text holding U+FEFF', () => {
+  it('load only the encodings they encode with, and tiktoken only for text with a code point newer than its tables', () => {
     const script = `
       const { DocumentTokenizer } = require('./lib/tokenize');
       const loaded = () => Object.keys(require.cache)
         .filter((f) => /gpt-tokenizer.cjs.bpeRanks|node_modules.tiktoken.tiktoken/.test(f))
         .map((f) => path.basename(f));
       const t = new DocumentTokenizer('gpt2');
-      t.encodeDocument('plain text');
+      t.encodeDocument('plain text, and a byte-order mark \\ufeff inside');
       const before = loaded();
-      t.encodeDocument('a byte-order mark \\ufeff inside');
+      t.encodeDocument('a letter of Unicode 17 \\u{1e6c0} inside');
       console.log(JSON.stringify({ before, after: loaded() }));`;
     const out = execFileSync(
       process.execPath,

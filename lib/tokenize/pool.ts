@@ -2,7 +2,7 @@ import * as os from 'node:os';
 import type Piscina from 'piscina';
 import { createTaskPool } from '../common/task-pool';
 import type { TokenizerEncoding } from './encodings';
-import type { TokenizeTask } from './tokenize-task';
+import { splitTokenized, type TokenizeTask } from './tokenize-task';
 
 /**
  * Tokenization off the event loop, on a piscina worker-thread pool. Batches keep the per-task overhead small;
@@ -20,9 +20,9 @@ export class TokenizerPool {
     return this.pool.threads.length;
   }
 
-  encode(encoding: TokenizerEncoding, texts: string[]): Promise<Uint32Array[]> {
+  async encode(encoding: TokenizerEncoding, texts: string[]): Promise<Uint32Array[]> {
     const task: TokenizeTask = { encoding, texts };
-    return this.pool.run(task) as Promise<Uint32Array[]>;
+    return splitTokenized((await this.pool.run(task)) as Uint32Array);
   }
 
   async close(): Promise<void> {

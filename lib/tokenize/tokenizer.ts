@@ -1,5 +1,6 @@
-import { BytePairEncodingCore, type RawBytePairRanks } from 'gpt-tokenizer/cjs/BytePairEncodingCore';
+import type { RawBytePairRanks } from 'gpt-tokenizer/cjs/BytePairEncodingCore';
 import type { Tiktoken } from 'tiktoken';
+import { BytePairEncoder } from './bpe';
 import type { TokenizerEncoding } from './encodings';
 import { splitPattern, TIKTOKEN_PATTERNS } from './split-pattern';
 
@@ -39,13 +40,6 @@ const RANKS: Record<TokenizerEncoding, () => RawBytePairRanks> = {
 };
 
 /**
- * gpt-tokenizer looks a byte sequence up as the text it decodes to, and its decoder drops a leading byte-order mark
- * (EF BB BF): `\ufeffusing` would merge as `using`. Text holding U+FEFF is encoded by tiktoken itself, loaded the
- * first time a thread meets such text.
- */
-const BYTE_ORDER_MARK = '\ufeff';
-
-/**
  * Code points Node's ICU (Unicode 17) takes for letters, marks or digits and tiktoken's Rust tables (Unicode 16) do
  * not, so pieces would be cut differently around them: text holding one goes to tiktoken too. The tokenize tests
  * search every code point anew, so an upgrade of Node or tiktoken that moves this set fails them.
@@ -66,19 +60,10 @@ function tiktoken(encoding: TokenizerEncoding): Tiktoken {
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 interface LoadedEncoding {
-  core: BytePairEncodingCore;
+  bpe: BytePairEncoder;
   ranks: RawBytePairRanks;
   specialTexts: Map<number, string>;
-  /** UTF-16 units encoded since the merge cache was last emptied. */
-  sinceCleared: number;
 }
-
-/**
- * gpt-tokenizer keeps merged pieces in an LRU cache of 100,000; once full, each eviction walks the Map's deleted
- * entries and encoding slows up to 10× on text of many distinct pieces. Emptying it every 256 Ki UTF-16 units
- * keeps it short of full and costs only the re-merging of common pieces.
- */
-const CLEAR_MERGE_CACHE_EVERY = 256 * 1024;
 
 /** One loaded encoding per encoding per thread: the ranks and their lookup tables are the memory that counts. */
 const loaded = new Map<TokenizerEncoding, LoadedEncoding>();
@@ -87,14 +72,9 @@ function load(encoding: TokenizerEncoding): LoadedEncoding {
   let enc = loaded.get(encoding);
   if (!enc) {
     const ranks = RANKS[encoding]();
+    const bpe = new BytePairEncoder(ranks, splitPattern(TIKTOKEN_PATTERNS[encoding]));
     const special = Object.entries(SPECIAL_TOKENS[encoding]);
-    const core = new BytePairEncodingCore({
-      bytePairRankDecoder: ranks,
-      // Never matched in text: encodeNative is given no allowed special token, so their text is plain text.
-      specialTokensEncoder: new Map(special),
-      tokenSplitRegex: splitPattern(TIKTOKEN_PATTERNS[encoding]),
-    });
-    enc = { core, ranks, specialTexts: new Map(special.map(([text, id]) => [id, text])), sinceCleared: 0 };
+    enc = { bpe, ranks, specialTexts: new Map(special.map(([text, id]) => [id, text])) };
     loaded.set(encoding, enc);
   }
   return enc;
@@ -115,9 +95,9 @@ function wellFormed(text: string): string {
 }
 
 /**
- * A BPE tokenizer for training data, with tiktoken's ids: gpt-tokenizer's byte-pair merging (pure JavaScript, faster
- * per thread than tiktoken's WebAssembly build on prose: `npm run bench -- tokenize`) over the same rank tables, cut
- * into pieces by tiktoken's own patterns (`split-pattern.ts`). Special-token strings inside documents are encoded as the plain text they are; the
+ * A BPE tokenizer for training data, with tiktoken's ids: Flywheel's byte-pair encoder (`bpe.ts`) over the rank
+ * tables gpt-tokenizer ships, cut into pieces by tiktoken's own patterns (`split-pattern.ts`). Special-token strings
+ * inside documents are encoded as the plain text they are; the
  * end-of-text token is appended by us, once per document, so a document can never forge a boundary. Text that is not
  * well-formed UTF-16 (lone surrogates) is encoded as tiktoken does: each lone surrogate as U+FFFD.
  */
@@ -135,12 +115,9 @@ export class DocumentTokenizer {
 
   /** Token ids of one document followed by the end-of-text id. */
   encodeDocument(text: string): Uint32Array {
-    this.enc.sinceCleared += text.length;
-    if (this.enc.sinceCleared > CLEAR_MERGE_CACHE_EVERY) this.free();
-    const ids =
-      text.includes(BYTE_ORDER_MARK) || UNICODE_17_ONLY.test(text)
-        ? tiktoken(this.encoding).encode_ordinary(text)
-        : this.enc.core.encodeNative(wellFormed(text));
+    const ids = UNICODE_17_ONLY.test(text)
+      ? tiktoken(this.encoding).encode_ordinary(text)
+      : this.enc.bpe.encode(wellFormed(text));
     const out = new Uint32Array(ids.length + 1);
     out.set(ids);
     out[ids.length] = this.eot;
@@ -159,9 +136,8 @@ export class DocumentTokenizer {
     return new TextDecoder().decode(Buffer.concat(Array.from(ids, (id) => this.tokenBytes(id))));
   }
 
-  /** Drops the merge cache this thread keeps for the encoding (the rank tables stay loaded). */
+  /** Drops the piece and pair caches this thread keeps for the encoding (the rank tables stay loaded). */
   free(): void {
-    this.enc.core.clearMergeCache();
-    this.enc.sinceCleared = 0;
+    this.enc.bpe.clearCaches();
   }
 }
