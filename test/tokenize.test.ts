@@ -13,7 +13,9 @@ import { encodeJsonlGz, type Document } from '../lib/document';
 import { tokenizeAndShard } from '../lib/pipeline/shard-stages';
 import { FsStore, TieredStore, type ArtifactRef } from '../lib/storage';
 import { DocumentTokenizer, TOKENIZER_ENCODINGS, TokenizerPool, type TokenizerEncoding } from '../lib/tokenize';
-import { TIKTOKEN_PATTERNS } from '../lib/tokenize/split-pattern';
+import { BAIL } from '../lib/tokenize/ascii-split';
+import { splitPattern, TIKTOKEN_PATTERNS } from '../lib/tokenize/split-pattern';
+import { PIECE_SCANNERS } from '../lib/tokenize/tokenizer';
 
 /**
  * The pipeline's tokenizer (Flywheel's byte-pair encoder over gpt-tokenizer's rank tables, tiktoken's patterns) is held to tiktoken's ids, the ids the
@@ -149,6 +151,34 @@ describe('the tokenizer gives tiktoken’s ids', () => {
           }),
           { numRuns: 300 },
         );
+      });
+
+      it('finds each piece by hand where the pattern ends it, or leaves it to the pattern', () => {
+        const scan = PIECE_SCANNERS[encoding];
+        const sticky = new RegExp(splitPattern(TIKTOKEN_PATTERNS[encoding]).source, 'uy');
+        let scanned = 0;
+        const check = (text: string) => {
+          for (let at = 0; at < text.length;) {
+            sticky.lastIndex = at;
+            assert.ok(sticky.test(text), `no piece at ${at}`);
+            const got = scan(text, at);
+            if (got !== BAIL) {
+              scanned++;
+              if (got !== sticky.lastIndex)
+                assert.fail(
+                  `${JSON.stringify(text.slice(at, sticky.lastIndex + 5))}: ${got - at} ≠ ${sticky.lastIndex - at}`,
+                );
+            }
+            at = sticky.lastIndex;
+          }
+        };
+        // The characters each rule turns on: cases, digits, every ASCII white space, apostrophes and contraction
+        // letters, / (o200k), and non-ASCII letters and spaces next to them (ſ folds to s).
+        const unit = fc.constantFrom(..."aZ9 '\n\r\t\x0b\x0c/.,!sStTrReEvVlLmMdD_(-\u00e9\u00a0\u2000\u017f".split(''));
+        fc.assert(fc.property(fc.string({ unit, maxLength: 40 }), check), { numRuns: 20_000 });
+        fc.assert(fc.property(fc.string({ unit: 'grapheme-ascii', maxLength: 40 }), check), { numRuns: 20_000 });
+        for (const d of sampleCorpus('moby-dick').documents) check(d.text);
+        assert.ok(scanned > 100_000);
       });
 
       it('agrees on pieces longer than its scratch space and past its caches’ turnover', () => {

@@ -1,4 +1,5 @@
 import type { RawBytePairRanks } from 'gpt-tokenizer/cjs/BytePairEncodingCore';
+import { BAIL, type PieceScanner } from './ascii-split';
 
 /**
  * tiktoken's byte-pair encoding (`CoreBPE::encode_ordinary`: cut text into pieces by the encoding's pattern; a piece
@@ -70,6 +71,8 @@ export class BytePairEncoder {
   constructor(
     ranks: RawBytePairRanks,
     private readonly pattern: RegExp,
+    /** Finds most pieces without the regular expression (`ascii-split.ts`); BAIL where it cannot. */
+    private readonly scan?: PieceScanner,
   ) {
     if (!pattern.global || !pattern.unicode) throw new Error('the split pattern needs the g and u flags');
     this.sticky = new RegExp(pattern.source, 'uy');
@@ -125,37 +128,39 @@ export class BytePairEncoder {
     const sticky = this.sticky;
     sticky.lastIndex = 0;
     let at = 0;
+    const scan = this.scan;
     while (at < text.length) {
-      let piece: string;
-      if (sticky.test(text)) {
-        const end = sticky.lastIndex;
-        const first = text.charCodeAt(at);
-        const second = end - at === 2 ? text.charCodeAt(at + 1) : 0;
-        if (end - at <= 2 && (first | second) < 0x80) {
-          // One or two ASCII characters: a table lookup, no string and no Map.
-          const short = end - at === 1 ? first : 0x80 + (first << 7) + second;
-          const rank = this.shortRanks[short];
-          at = end;
-          if (n + 2 > out.length) out = this.grow(n, 2);
-          if (rank >= 0) out[n++] = rank;
-          else {
-            out[n++] = this.byteRanks[first];
-            out[n++] = this.byteRanks[second];
-          }
-          continue;
-        }
-        piece = text.substring(at, end);
-        at = end;
-      } else {
-        // No piece starts here (the encodings' patterns leave no character out): on to the next match, as Rust's
-        // find_iter does.
-        this.pattern.lastIndex = at;
-        const match = this.pattern.exec(text);
-        if (match === null) break;
-        piece = match[0];
-        at = match.index + piece.length;
+      let end = scan === undefined ? BAIL : scan(text, at);
+      if (end <= at) {
         sticky.lastIndex = at;
+        if (sticky.test(text)) end = sticky.lastIndex;
+        else {
+          // No piece starts here (the encodings' patterns leave no character out): on to the next match, as Rust's
+          // find_iter does.
+          this.pattern.lastIndex = at;
+          const match = this.pattern.exec(text);
+          if (match === null) break;
+          at = match.index;
+          end = at + match[0].length;
+        }
       }
+      const first = text.charCodeAt(at);
+      const second = end - at === 2 ? text.charCodeAt(at + 1) : 0;
+      if (end - at <= 2 && (first | second) < 0x80) {
+        // One or two ASCII characters: a table lookup, no string and no Map.
+        const short = end - at === 1 ? first : 0x80 + (first << 7) + second;
+        const rank = this.shortRanks[short];
+        at = end;
+        if (n + 2 > out.length) out = this.grow(n, 2);
+        if (rank >= 0) out[n++] = rank;
+        else {
+          out[n++] = this.byteRanks[first];
+          out[n++] = this.byteRanks[second];
+        }
+        continue;
+      }
+      const piece = text.substring(at, end);
+      at = end;
       let ids = this.pieces.get(piece);
       if (ids === undefined) {
         ids = this.previousPieces.get(piece) ?? this.encodePiece(piece);

@@ -1,5 +1,6 @@
 import type { RawBytePairRanks } from 'gpt-tokenizer/cjs/BytePairEncodingCore';
 import type { Tiktoken } from 'tiktoken';
+import { cl100kScanner, gpt2Scanner, o200kScanner, type PieceScanner } from './ascii-split';
 import { BytePairEncoder } from './bpe';
 import type { TokenizerEncoding } from './encodings';
 import { splitPattern, TIKTOKEN_PATTERNS } from './split-pattern';
@@ -28,6 +29,15 @@ const SPECIAL_TOKENS: Record<TokenizerEncoding, Record<string, number>> = {
   p50k_base: { [END_OF_TEXT]: 50256 },
   r50k_base: { [END_OF_TEXT]: 50256 },
   gpt2: { [END_OF_TEXT]: 50256 },
+};
+
+/** Each encoding's pattern, by hand for ASCII text (`ascii-split.ts`). */
+export const PIECE_SCANNERS: Record<TokenizerEncoding, PieceScanner> = {
+  cl100k_base: cl100kScanner,
+  o200k_base: o200kScanner,
+  p50k_base: gpt2Scanner,
+  r50k_base: gpt2Scanner,
+  gpt2: gpt2Scanner,
 };
 
 /* eslint-disable @typescript-eslint/no-require-imports -- each table is megabytes: loaded when first used, not all */
@@ -72,7 +82,7 @@ function load(encoding: TokenizerEncoding): LoadedEncoding {
   let enc = loaded.get(encoding);
   if (!enc) {
     const ranks = RANKS[encoding]();
-    const bpe = new BytePairEncoder(ranks, splitPattern(TIKTOKEN_PATTERNS[encoding]));
+    const bpe = new BytePairEncoder(ranks, splitPattern(TIKTOKEN_PATTERNS[encoding]), PIECE_SCANNERS[encoding]);
     const special = Object.entries(SPECIAL_TOKENS[encoding]);
     enc = { bpe, ranks, specialTexts: new Map(special.map(([text, id]) => [id, text])) };
     loaded.set(encoding, enc);
