@@ -86,6 +86,11 @@ function attach(out: string[], s: string): void {
     out.push(...special);
     return;
   }
+  // The usual rest, a word whose punctuation was peeled off: letters meet no URL or infix rule (see LETTERS).
+  if (LETTERS.test(s)) {
+    out.push(s);
+    return;
+  }
   if (URL.test(s)) {
     out.push(s);
     return;
