@@ -14,6 +14,7 @@ import { feedbackFigures } from './feedback.bench';
 import { scaleOutBenchmarks } from './scale-out.bench';
 import { torchFigures } from './torch.bench';
 import { scaleFigures } from './scale.bench';
+import { perCoreFigures } from './per-core.bench';
 
 /** `npm run bench [-- name-filter]`: every registered benchmark, a table on stdout, the numbers in a JSON file. */
 async function main() {
@@ -41,6 +42,7 @@ async function main() {
     ...(!filter || 'feedback'.includes(filter) ? await feedbackFigures() : []),
     ...(!filter || 'torch'.includes(filter) ? torchFigures() : []),
     ...(!filter || 'scale'.includes(filter) ? await scaleFigures() : []),
+    ...(!filter || 'per-core'.includes(filter) ? await perCoreFigures() : []),
   ];
   if (figures.length) console.log('\n' + formatFigures(figures));
   const out = path.resolve(process.env.FLYWHEEL_HOME ?? '.flywheel', 'bench', 'results.json');

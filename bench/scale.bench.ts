@@ -10,6 +10,97 @@ import type { Figure } from './harness';
 
 const MB = 1e6;
 
+/** What one pipeline run on a set of workers took. */
+export interface ServedRun {
+  workflowId: string;
+  wall: number;
+  mbPerSecond: number;
+  perCore: number;
+  busy: number;
+  peakMB: number;
+  documents: number;
+}
+
+/**
+ * A Temporal dev server and a scratch folder for pipeline runs on sets of `flywheel worker` processes: the scale and
+ * per-core benches. `serve` starts one set, runs the default pipeline with near dedup on a corpus, stops the set.
+ */
+export class PipelineRig {
+  readonly scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-bench-scale-'));
+  readonly home = path.join(this.scratch, 'home');
+  server?: DevServer;
+  client?: Client;
+  private connection?: Connection;
+  private workers: WorkerProcess[] = [];
+  private round = 0;
+
+  async start(): Promise<void> {
+    this.server = await startDevServer({ dbFile: path.join(this.scratch, 'temporal.db') });
+    this.connection = await Connection.connect({ address: this.server.address });
+    this.client = new Client({ connection: this.connection });
+  }
+
+  /** Starts the workers of one set, runs the pipeline on `corpus`, stops them; wall, CPU and peak memory. */
+  async serve(
+    set: string,
+    layout: { cpu?: number; threads: number }[],
+    corpus: string,
+    bytes: number,
+    cores: number,
+  ): Promise<ServedRun> {
+    const prefix = `scale-${set}-${this.round++}`;
+    const env = (threads: number) => ({
+      TEMPORAL_ADDRESS: this.server!.address,
+      FLYWHEEL_HOME: this.home,
+      FLYWHEEL_TASK_QUEUE_PREFIX: prefix,
+      FLYWHEEL_WORKER_THREADS: String(threads),
+      FLYWHEEL_METRICS_PORT: '0',
+      FLYWHEEL_LOG_LEVEL: 'WARN',
+    });
+    this.workers = layout.map((w) => startWorker(env(w.threads), { cpu: w.cpu }));
+    await Promise.all(this.workers.map((w) => w.ready));
+    const cpuBefore = this.workers.map((w) => cpuSeconds(w.child.pid!));
+    process.stderr.write(`scale: ${set} on ${(bytes / MB).toFixed(0)} MB\n`);
+    const started = performance.now();
+    const handle = await new FlywheelClient(this.client!, { taskQueuePrefix: prefix }).startPipeline({
+      dataset: `scale-${set}`,
+      version: `r${this.round}`,
+      sources: [{ type: 'path', path: corpus }],
+      dedup: { near: {} },
+      shards: { targetBytes: 64 * 1024 * 1024, validationFraction: 0.01 },
+    });
+    const summary = await handle.result();
+    const wall = (performance.now() - started) / 1000;
+    const cpu = this.workers.reduce((sum, w, i) => sum + cpuSeconds(w.child.pid!) - cpuBefore[i], 0);
+    const peakMB = Math.max(...this.workers.map((w) => peakRssMB(w.child.pid!)));
+    await Promise.all(this.workers.map((w) => w.stop()));
+    this.workers = [];
+    return {
+      workflowId: handle.workflowId,
+      wall,
+      mbPerSecond: bytes / MB / wall,
+      perCore: bytes / MB / wall / cores,
+      busy: cpu / (cores * wall),
+      peakMB,
+      documents: summary.documents,
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.stop()));
+    await this.connection?.close();
+    await this.server?.stop();
+    fs.rmSync(this.scratch, { recursive: true, force: true });
+  }
+}
+
+/** The corpus size the scale and per-core benches use: FLYWHEEL_BENCH_SCALE_MB, default 300. */
+export function scaleCorpusMB(): number {
+  const totalMB = Number(process.env.FLYWHEEL_BENCH_SCALE_MB ?? '300');
+  if (!(totalMB >= 1)) throw new Error(`FLYWHEEL_BENCH_SCALE_MB=${process.env.FLYWHEEL_BENCH_SCALE_MB}: give MB ≥ 1`);
+  return totalMB;
+}
+
 /**
  * `npm run bench -- scale`: a corpus of a few large files (FLYWHEEL_BENCH_SCALE_MB, default 300 MB, in 8 JSON-lines
  * files, the shape of a crawl dump or an export) through the whole default pipeline with near dedup, served three
@@ -20,68 +111,16 @@ const MB = 1e6;
  * The Temporal dev server and this process float over all CPUs, as they would on machines of their own.
  */
 export async function scaleFigures(): Promise<Figure[]> {
-  const totalMB = Number(process.env.FLYWHEEL_BENCH_SCALE_MB ?? '300');
-  if (!(totalMB >= 1)) throw new Error(`FLYWHEEL_BENCH_SCALE_MB=${process.env.FLYWHEEL_BENCH_SCALE_MB}: give MB ≥ 1`);
-  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-bench-scale-'));
-  let server: DevServer | undefined;
-  let connection: Connection | undefined;
-  let workers: WorkerProcess[] = [];
+  const totalMB = scaleCorpusMB();
+  const rig = new PipelineRig();
   try {
-    const full = path.join(scratch, 'full');
-    const quarter = path.join(scratch, 'quarter');
+    const full = path.join(rig.scratch, 'full');
+    const quarter = path.join(rig.scratch, 'quarter');
     const fullBytes = writeCorpus(full, totalMB * MB, 8);
     const quarterBytes = writeCorpus(quarter, (totalMB * MB) / 4, 8);
-    server = await startDevServer({ dbFile: path.join(scratch, 'temporal.db') });
-    connection = await Connection.connect({ address: server.address });
-    const client = new Client({ connection });
+    await rig.start();
     const cpus = os.availableParallelism();
-    let round = 0;
-
-    /** Starts the workers of one set, runs the pipeline on `corpus`, stops them; wall, CPU and peak memory. */
-    const serve = async (
-      set: string,
-      layout: { cpu?: number; threads: number }[],
-      corpus: string,
-      bytes: number,
-      cores: number,
-    ) => {
-      const prefix = `scale-${set}-${round++}`;
-      const env = (threads: number) => ({
-        TEMPORAL_ADDRESS: server!.address,
-        FLYWHEEL_HOME: path.join(scratch, 'home'),
-        FLYWHEEL_TASK_QUEUE_PREFIX: prefix,
-        FLYWHEEL_WORKER_THREADS: String(threads),
-        FLYWHEEL_METRICS_PORT: '0',
-        FLYWHEEL_LOG_LEVEL: 'WARN',
-      });
-      workers = layout.map((w) => startWorker(env(w.threads), { cpu: w.cpu }));
-      await Promise.all(workers.map((w) => w.ready));
-      const cpuBefore = workers.map((w) => cpuSeconds(w.child.pid!));
-      process.stderr.write(`scale: ${set} on ${(bytes / MB).toFixed(0)} MB\n`);
-      const started = performance.now();
-      const handle = await new FlywheelClient(client, { taskQueuePrefix: prefix }).startPipeline({
-        dataset: `scale-${set}`,
-        version: `r${round}`,
-        sources: [{ type: 'path', path: corpus }],
-        dedup: { near: {} },
-        shards: { targetBytes: 64 * 1024 * 1024, validationFraction: 0.01 },
-      });
-      const summary = await handle.result();
-      const wall = (performance.now() - started) / 1000;
-      const cpu = workers.reduce((sum, w, i) => sum + cpuSeconds(w.child.pid!) - cpuBefore[i], 0);
-      const peakMB = Math.max(...workers.map((w) => peakRssMB(w.child.pid!)));
-      await Promise.all(workers.map((w) => w.stop()));
-      workers = [];
-      return {
-        wall,
-        mbPerSecond: bytes / MB / wall,
-        perCore: bytes / MB / wall / cores,
-        busy: cpu / (cores * wall),
-        peakMB,
-        documents: summary.documents,
-      };
-    };
-
+    const serve = rig.serve.bind(rig);
     const second = Math.min(1, cpus - 1);
     const one = await serve('one', [{ cpu: 0, threads: 1 }], full, fullBytes, 1);
     const two = await serve(
@@ -138,10 +177,7 @@ export async function scaleFigures(): Promise<Figure[]> {
       },
     ];
   } finally {
-    await Promise.all(workers.map((w) => w.stop()));
-    await connection?.close();
-    await server?.stop();
-    fs.rmSync(scratch, { recursive: true, force: true });
+    await rig.close();
   }
 }
 
@@ -172,7 +208,7 @@ function peakRssMB(pid: number): number {
  * words with its own two letters, so its word n-grams differ from every other copy's: exact and near dedup keep all
  * copies, and every stage does work in proportion to the size.
  */
-function writeCorpus(dir: string, bytes: number, files: number): number {
+export function writeCorpus(dir: string, bytes: number, files: number): number {
   fs.mkdirSync(dir, { recursive: true });
   const docs = sampleCorpus('moby-dick').documents;
   const outs = Array.from({ length: files }, (_, f) => fs.openSync(path.join(dir, `part-${f}.jsonl`), 'w'));
