@@ -3,6 +3,14 @@ import { Readable } from 'node:stream';
 import { createInterface } from 'node:readline';
 
 /**
+ * The gzip level of every partition. Each stage rewrites its documents, so compression runs once per stage over the
+ * whole corpus: at level 6 it was slower than tokenizing (documents 29 MB/s, token records 17.5 MB/s of text on one
+ * core here); level 1 writes them at 90 and 84 MB/s for 12% more bytes (0.438 of raw against 0.391 for documents).
+ * Partitions are intermediates that the storage lifecycle removes; datasets' shards are not compressed by this.
+ */
+export const PARTITION_GZIP_LEVEL = 1;
+
+/**
  * Partitions are gzip-compressed JSON lines: one record per line, appendable, streamable, readable by any tool
  * (`zcat part-000000.jsonl.gz | jq`).
  */
@@ -12,7 +20,7 @@ export function encodeJsonlGz(records: AsyncIterable<unknown> | Iterable<unknown
       for await (const record of records) yield JSON.stringify(record) + '\n';
     })(),
   );
-  return lines.pipe(createGzip({ level: 6 }));
+  return lines.pipe(createGzip({ level: PARTITION_GZIP_LEVEL }));
 }
 
 /** Streams the records of a .jsonl.gz partition. */

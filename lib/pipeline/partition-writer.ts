@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { createGzip } from 'node:zlib';
+import { PARTITION_GZIP_LEVEL } from '../document/jsonl-partition';
 import type { ArtifactRef } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
 
@@ -66,7 +67,7 @@ export class PartitionWriter {
 
   private open() {
     const uri = `${this.uriPrefix}-${String(this.index++).padStart(6, '0')}.jsonl.gz`;
-    const gzip = createGzip({ level: 6 });
+    const gzip = createGzip({ level: PARTITION_GZIP_LEVEL });
     const body = new PassThrough();
     gzip.pipe(body);
     const done = this.store.put(uri, body, { contentType: 'application/gzip' });
