@@ -16,6 +16,7 @@ import {
   derivedDocumentId,
   planSource,
   readUnit,
+  splitUnits,
   type CollectContext,
   type CollectEvent,
   type SourceSpecInput,
@@ -203,6 +204,50 @@ describe('parquet', () => {
       quarantined[0].detail ?? '',
       new RegExp(`^row group 1 \\(rows 3-5, bytes ${start}-${end}\\) does not decode`),
     );
+  });
+
+  it('cuts a Parquet file larger than unitBytes into units of row groups that read as the whole file', async (t) => {
+    if (!reference(t)) return;
+    for (const name of ['rows-zstd.parquet', 'corrupt-page.parquet', 'corrupt-footer.parquet']) {
+      const file = path.join(made, name);
+      const units = await planSource(SourceSpec.parse({ type: 'path', path: file }), ctx);
+      const wholeEvents: CollectEvent[] = [];
+      for await (const event of readUnit(units[0], ctx)) wholeEvents.push(event);
+      const size = units[0].bytes;
+      for (const unitBytes of [1, Math.ceil(size / 3)]) {
+        const split = await splitUnits(units, { unitBytes, ctx });
+        if (name === 'corrupt-footer.parquet') {
+          assert.deepEqual(split, units, 'a footer that does not parse leaves the file whole, to be reported on read');
+          continue;
+        }
+        // ROWS = 8 in groups of 3: groups 0, 1, 2; unitBytes 1 gives each group a unit of its own.
+        if (unitBytes === 1) {
+          assert.deepEqual(
+            split.map((u) => [u.rowGroups?.start, u.rowGroups?.end]),
+            [
+              [0, 1],
+              [1, 2],
+              [2, 3],
+            ],
+          );
+        } else assert.ok(split.length >= 2 && split.length <= 3, `${split.length} units`);
+        assert.equal(new Set(split.map((u) => u.id)).size, split.length);
+        assert.ok(split.every((u) => u.uri === units[0].uri && u.rowGroups!.fileBytes === size));
+        const events: CollectEvent[] = [];
+        for (const unit of split) for await (const event of readUnit(unit, ctx)) events.push(event);
+        // Same documents (ids, sources, text) and quarantine records, in the same order, as one read of the file.
+        const strip = (e: CollectEvent) => ({ ...e, ordinal: 0 });
+        assert.deepEqual(events.map(strip), wholeEvents.map(strip), `${name} at unitBytes ${unitBytes}`);
+      }
+    }
+    // A file changed after planning is refused, not read against a stale plan.
+    const copy = await fileWith('changing.parquet', await readFile(path.join(made, 'rows-zstd.parquet')));
+    const [unit] = await planSource(SourceSpec.parse({ type: 'path', path: copy }), ctx);
+    const [first] = await splitUnits([unit], { unitBytes: 1, ctx });
+    await writeFile(copy, Buffer.concat([await readFile(copy), Buffer.alloc(16)]));
+    await assert.rejects(async () => {
+      for await (const event of readUnit(first, ctx)) void event;
+    }, /changed since the collection plan cut it into row groups/);
   });
 
   it('quarantines a file whose footer does not parse, at the footer offset', async (t) => {

@@ -5,6 +5,7 @@ import { CollectError, SourceMisconfigured } from './errors';
 import type { ParseOptions } from './formats/input';
 import { readJsonLines } from './formats/json-records';
 import { parseInput } from './formats/parse-input';
+import { readParquet } from './formats/parquet-rows';
 import { ownedLineBytes } from './line-ranges';
 import { sampleRange } from './plan';
 import { positionLabel, positionSuffix, type CollectEvent, type QuarantineReason, type RawRecord } from './records';
@@ -72,7 +73,11 @@ async function* rawRecords(unit: SourceUnit, ctx: CollectContext): AsyncGenerato
   }
   const opened = await openUnit(unit, ctx);
   try {
-    if (unit.range === undefined) {
+    if (unit.rowGroups !== undefined) {
+      // Planning read this file's footer: some of its row groups, the file read in place.
+      const { start, end } = unit.rowGroups;
+      yield* readParquet(opened.input, { ...parseOptionsOf(unit.source), rowGroups: { start, end } });
+    } else if (unit.range === undefined) {
       yield* parseInput(opened.input, parseOptionsOf(unit.source));
     } else {
       // Planning checked the file's head as parseInput would (uncompressed JSON lines, text): the range is its lines.

@@ -24,9 +24,21 @@ export interface SourceUnit {
   modified?: string;
   /**
    * Set when the unit is one byte range of a larger file (see splitUnits): only formats that can start mid-file get
-   * one (JSON lines today; Parquet row groups could later), and their reader reads only what the range owns.
+   * one (JSON lines; Parquet files are split by row groups instead), and their reader reads only what the range owns.
    */
   range?: LineRange;
+  /**
+   * Set when the unit is some row groups of a larger Parquet file (see splitUnits): row groups [start, end) of a file
+   * of `fileBytes` bytes. The reader opens the whole file and reads those groups only; rows keep their file-wide
+   * numbers, so ids and positions are those of an unsplit read.
+   */
+  rowGroups?: RowGroupRange;
+}
+
+export interface RowGroupRange {
+  start: number;
+  end: number;
+  fileBytes: number;
 }
 
 export function unitId(uri: string, ref: string): string {
@@ -37,6 +49,12 @@ export function unitId(uri: string, ref: string): string {
 export function rangeUnit(unit: SourceUnit, range: LineRange): SourceUnit {
   const ref = `${unit.ref}@${range.start}-${range.end}`;
   return { ...unit, id: unitId(unit.uri, ref), ref, bytes: range.end - range.start, range };
+}
+
+/** The unit of row groups [start, end) of `unit`, a whole Parquet file: its own ref and id, the file's uri. */
+export function rowGroupUnit(unit: SourceUnit, groups: RowGroupRange, bytes: number): SourceUnit {
+  const ref = `${unit.ref}#row-groups-${groups.start}-${groups.end}`;
+  return { ...unit, id: unitId(unit.uri, ref), ref, bytes, rowGroups: groups };
 }
 
 /** A document id derived from where the document sits, for sources that give none: 128 bits of sha256. */

@@ -6,7 +6,8 @@ import { compressionFromMagic, compressionFromName } from './decompress';
 import { CollectError } from './errors';
 import { formatFromName } from './formats/parse-input';
 import { countNewlines } from './line-ranges';
-import { rangeUnit, type SourceUnit } from './source-unit';
+import { parquetRowGroupBytes } from './formats/parquet-rows';
+import { rangeUnit, rowGroupUnit, type SourceUnit } from './source-unit';
 import { openPathUnit } from './sources/local-files';
 import type { OpenedUnit } from './sources/opened-unit';
 import { openS3Unit } from './sources/s3-objects';
@@ -31,6 +32,10 @@ export async function splitUnits(units: SourceUnit[], opts: SplitOptions): Promi
   const out: SourceUnit[] = [];
   let scanned = 0;
   for (const unit of units) {
+    if (unit.bytes > opts.unitBytes && isParquetInPlace(unit)) {
+      out.push(...((await splitParquet(unit, opts.unitBytes, opts.ctx)) ?? [unit]));
+      continue;
+    }
     const count = unit.bytes > opts.unitBytes && mayReadFromMiddle(unit) ? Math.ceil(unit.bytes / opts.unitBytes) : 1;
     if (count === 1) {
       out.push(unit);
@@ -107,6 +112,52 @@ async function startsAsText(unit: SourceUnit, ctx: CollectContext): Promise<bool
 
 function openWhere(unit: SourceUnit, ctx: CollectContext): Promise<OpenedUnit> {
   return unit.source.type === 's3' ? openS3Unit(unit, ctx) : openPathUnit(unit, ctx);
+}
+
+/** Whether the unit is a whole, uncompressed Parquet file or S3 object: read in place, a row group at a time. */
+function isParquetInPlace(unit: SourceUnit): boolean {
+  if (unit.range !== undefined || unit.rowGroups !== undefined) return false;
+  if (unit.source.type !== 'path' && unit.source.type !== 's3') return false;
+  const name = path.basename(unit.uri);
+  if (compressionFromName(name) !== undefined) return false;
+  return (unit.source.format === 'auto' ? formatFromName(name) : unit.source.format) === 'parquet';
+}
+
+/**
+ * The units of a Parquet file's row groups, consecutive groups gathered up to about `unitBytes` of their column
+ * chunks (a group larger than that is a unit of its own), from the file's footer; undefined when the footer cannot
+ * be read now (reading the file whole then reports it, with where).
+ */
+async function splitParquet(
+  unit: SourceUnit,
+  unitBytes: number,
+  ctx: CollectContext,
+): Promise<SourceUnit[] | undefined> {
+  let sizes: number[];
+  try {
+    const opened = await openWhere(unit, ctx);
+    try {
+      if (opened.input.randomAccess === undefined) return undefined;
+      sizes = await parquetRowGroupBytes(opened.input.randomAccess);
+    } finally {
+      await opened.close();
+    }
+  } catch {
+    return undefined;
+  }
+  const units: SourceUnit[] = [];
+  let start = 0;
+  let bytes = 0;
+  sizes.forEach((size, index) => {
+    if (index > start && bytes + size > unitBytes) {
+      units.push(rowGroupUnit(unit, { start, end: index, fileBytes: unit.bytes }, bytes));
+      start = index;
+      bytes = 0;
+    }
+    bytes += size;
+  });
+  if (sizes.length > start) units.push(rowGroupUnit(unit, { start, end: sizes.length, fileBytes: unit.bytes }, bytes));
+  return units.length > 1 ? units : undefined;
 }
 
 /** Whether the unit is a whole file or S3 object that parseInput would read as uncompressed JSON lines. */

@@ -116,7 +116,8 @@ export const PipelineSpec = z
       .optional()
       .describe(
         'bytes of input per collection activity (64 MiB when left out): larger JSON lines files are read as byte ' +
-          'ranges of this size in parallel, smaller files are grouped up to it',
+          'ranges of this size in parallel, larger Parquet files as runs of row groups, smaller files are grouped ' +
+          'up to it',
       ),
   })
   .strict();

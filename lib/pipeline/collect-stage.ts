@@ -86,7 +86,8 @@ function s3ClientOf(store: TieredStore): S3Client | undefined {
 
 /**
  * Lists every source's units (files, objects, URLs, sample slices) in a deterministic order, cuts large JSON lines
- * files into byte ranges of `unitBytes`, groups units into batches of about `unitBytes`, and stores the plan as an
+ * files into byte ranges and large Parquet files into runs of row groups of about `unitBytes`, groups units into
+ * batches of about `unitBytes`, and stores the plan as an
  * object: the workflow carries only its reference and counts, however many files there are.
  */
 export async function planCollection(

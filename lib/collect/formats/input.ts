@@ -29,6 +29,8 @@ export interface ParseOptions {
   maxDocumentBytes: number;
   oversize: 'skip' | 'truncate';
   maxExpansionRatio: number;
+  /** Parquet: read only row groups [start, end) (a unit of a split file); all of them when unset. */
+  rowGroups?: { start: number; end: number };
 }
 
 const MiB = 1024 * 1024;

@@ -81,10 +81,12 @@ export async function* readParquet(input: ByteInput, opts: ParseOptions): AsyncG
   const read = [...new Set([textColumn, ...wanted.map(topLevel).filter((c): c is string => c !== undefined)])];
 
   let groupStart = 0;
+  const only = opts.rowGroups ?? { start: 0, end: metadata.row_groups.length };
   for (const [index, group] of metadata.row_groups.entries()) {
     const groupRows = Number(group.num_rows);
     const rowStart = groupStart;
     groupStart += groupRows;
+    if (index < only.start || index >= only.end) continue;
     const chunks = group.columns.filter((chunk) => read.includes(chunk.meta_data?.path_in_schema[0] ?? ''));
     const span = byteSpan(chunks);
     const where = `row group ${index} (rows ${rowStart}-${rowStart + groupRows - 1}, bytes ${span.start}-${span.end})`;
@@ -127,6 +129,15 @@ export async function* readParquet(input: ByteInput, opts: ParseOptions): AsyncG
       yield { ...record, position };
     }
   }
+}
+
+/** The compressed bytes of each row group's column chunks, from the file's footer (for splitting a file into units). */
+export async function parquetRowGroupBytes(bytes: RandomAccessBytes): Promise<number[]> {
+  const metadata = await parquetMetadataAsync(asyncBufferOf(bytes));
+  return metadata.row_groups.map((group) => {
+    const span = byteSpan(group.columns);
+    return span.end - span.start;
+  });
 }
 
 /**

@@ -85,9 +85,11 @@ export async function openPathUnit(unit: SourceUnit, ctx: CollectContext): Promi
     throw new SourceUnreadable(unit.uri, 'not a regular file', false);
   }
   const { range } = unit;
-  if (range && (info.size !== range.fileBytes || info.mtime.toISOString() !== unit.modified)) {
+  const cut = range ?? unit.rowGroups;
+  if (cut && (info.size !== cut.fileBytes || info.mtime.toISOString() !== unit.modified)) {
     await handle.close();
-    const detail = `it changed since the collection plan cut it into byte ranges (${range.fileBytes} bytes then, ${info.size} now)`;
+    const parts = range ? 'byte ranges' : 'row groups';
+    const detail = `it changed since the collection plan cut it into ${parts} (${cut.fileBytes} bytes then, ${info.size} now)`;
     throw new SourceUnreadable(unit.uri, detail, false);
   }
   // A byte range is read from one byte before its start: that byte tells whether a line starts at the start.

@@ -83,9 +83,11 @@ export async function openS3Unit(unit: SourceUnit, ctx: CollectContext): Promise
   } catch (err) {
     throw await mapS3ToCollect(err, unit.uri, client);
   }
-  if (range && !sameObject(res, range.fileBytes, unit.modified)) {
+  const cut = range ?? unit.rowGroups;
+  if (cut && !sameObject(res, cut.fileBytes, unit.modified)) {
     (res.Body as Readable | undefined)?.destroy();
-    const detail = `it changed since the collection plan cut it into byte ranges (${range.fileBytes} bytes then)`;
+    const parts = range ? 'byte ranges' : 'row groups';
+    const detail = `it changed since the collection plan cut it into ${parts} (${cut.fileBytes} bytes then)`;
     throw new SourceUnreadable(unit.uri, detail, false);
   }
   const body = res.Body;
@@ -114,8 +116,13 @@ export async function openS3Unit(unit: SourceUnit, ctx: CollectContext): Promise
 }
 
 /** Whether a ranged GET read the object as listed: its size (from Content-Range) and modification time (seconds). */
-function sameObject(res: { ContentRange?: string; LastModified?: Date }, bytes: number, modified?: string): boolean {
-  const total = /\/(\d+)$/.exec(res.ContentRange ?? '')?.[1];
+function sameObject(
+  res: { ContentRange?: string; ContentLength?: number; LastModified?: Date },
+  bytes: number,
+  modified?: string,
+): boolean {
+  // A ranged GET names the object's size after the slash of its Content-Range; a whole one is that long.
+  const total = /\/(\d+)$/.exec(res.ContentRange ?? '')?.[1] ?? res.ContentLength;
   const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
   const sameTime = !modified || !res.LastModified || seconds(res.LastModified) === seconds(new Date(modified));
   return Number(total) === bytes && sameTime;
