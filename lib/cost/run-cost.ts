@@ -1,19 +1,16 @@
 import { findCommittedManifest } from '../storage/manifest';
 import { parseTierUri, TIERS, type TieredStore } from '../storage/tiered-store';
 import type { PriceTable } from './prices';
-import type { ActivityUsage, TierBytes } from './usage';
+import { noBytes, type ActivityUsage, type TierBytes } from './usage';
 
 /** What a set of activity attempts used, and what that cost. */
-export interface UsageLine {
+export interface UsageLine extends Pick<
+  ActivityUsage,
+  'wallSeconds' | 'cpuSeconds' | 'gpuSeconds' | 'bytesRead' | 'bytesWritten' | 's3Requests'
+> {
   /** A pipeline stage (collect, filter, dedup, ...), an activity type, or `total`. */
   name: string;
   attempts: number;
-  wallSeconds: number;
-  cpuSeconds: number;
-  gpuSeconds: number;
-  bytesRead: TierBytes;
-  bytesWritten: TierBytes;
-  s3Requests: number;
   cost: { cpu: number; gpu: number; requests: number; total: number };
 }
 
@@ -54,7 +51,6 @@ export interface CostReport {
   storagePerMonth: number;
 }
 
-const zeroBytes = (): TierBytes => ({ hot: 0, warm: 0, cold: 0 });
 const GB = 1e9;
 
 /** Sums attempts into one line priced by `prices` (CPU and GPU per hour, requests per thousand). */
@@ -65,8 +61,8 @@ export function usageLine(name: string, attempts: readonly ActivityUsage[], pric
     wallSeconds: 0,
     cpuSeconds: 0,
     gpuSeconds: 0,
-    bytesRead: zeroBytes(),
-    bytesWritten: zeroBytes(),
+    bytesRead: noBytes(),
+    bytesWritten: noBytes(),
     s3Requests: 0,
   };
   for (const a of attempts) {
@@ -125,7 +121,7 @@ export async function bytesLeft(
   for (const prefix of where.prefixes ?? []) {
     for await (const entry of store.listAll(prefix)) seen.set(entry.uri, entry.bytes);
   }
-  const bytes = zeroBytes();
+  const bytes = noBytes();
   for (const [uri, n] of seen) bytes[parseTierUri(uri).tier] += n;
   return bytes;
 }

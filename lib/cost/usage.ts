@@ -26,7 +26,8 @@ export interface ActivityUsage {
   s3Requests: number;
 }
 
-const noBytes = (): TierBytes => ({ hot: 0, warm: 0, cold: 0 });
+/** Zero bytes in every tier. */
+export const noBytes = (): TierBytes => ({ hot: 0, warm: 0, cold: 0 });
 
 /** The counters of one running activity attempt; storage and trainers add to it through {@link currentUsage}. */
 export class UsageMeter {
