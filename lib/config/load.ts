@@ -156,6 +156,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   };
 }
 
+/**
+ * The text of a setting given inline (`NAME`) or as a file (`NAME_FILE`, resolved against `cwd`), with the variable
+ * it came from; both set, or a file that cannot be read, is a problem.
+ */
+function readInlineOrFile(
+  input: Record<string, string>,
+  name: string,
+  what: string,
+  cwd: string,
+  problems: ConfigError['problems'],
+): { text: string; variable: string; file?: string } | undefined {
+  const inline = input[name];
+  const file = input[`${name}_FILE`]?.trim();
+  if (inline !== undefined && file) {
+    problems.push({ variable: `${name}_FILE`, expected: `unset when ${name} is set (one of the two)` });
+    return undefined;
+  }
+  if (file) {
+    try {
+      return { text: fs.readFileSync(path.resolve(cwd, file), 'utf8'), variable: `${name}_FILE`, file };
+    } catch {
+      problems.push({ variable: `${name}_FILE`, expected: `a readable file holding ${what}`, got: file });
+      return undefined;
+    }
+  }
+  return inline === undefined ? undefined : { text: inline, variable: name };
+}
+
 /** The price table from FLYWHEEL_PRICES or the file FLYWHEEL_PRICES_FILE names: an unknown key or a negative price is
  * a problem naming the key. */
 function readPriceTable(
@@ -163,25 +191,10 @@ function readPriceTable(
   cwd: string,
   problems: ConfigError['problems'],
 ): PriceTable | undefined {
-  const inline = input.FLYWHEEL_PRICES;
-  const file = input.FLYWHEEL_PRICES_FILE?.trim();
-  if (inline !== undefined && file) {
-    problems.push({ variable: 'FLYWHEEL_PRICES_FILE', expected: 'unset when FLYWHEEL_PRICES is set (one of the two)' });
-    return undefined;
-  }
-  const variable = file ? 'FLYWHEEL_PRICES_FILE' : 'FLYWHEEL_PRICES';
-  let text = inline;
-  if (file) {
-    try {
-      text = fs.readFileSync(path.resolve(cwd, file), 'utf8');
-    } catch {
-      problems.push({ variable, expected: 'a readable file holding the price table (JSON)', got: file });
-      return undefined;
-    }
-  }
-  if (text === undefined) return undefined;
-  const parsed = parsePriceTable(text);
-  for (const expected of parsed.problems) problems.push({ variable, expected, got: file });
+  const given = readInlineOrFile(input, 'FLYWHEEL_PRICES', 'the price table (JSON)', cwd, problems);
+  if (given === undefined) return undefined;
+  const parsed = parsePriceTable(given.text);
+  for (const expected of parsed.problems) problems.push({ variable: given.variable, expected, got: given.file });
   return parsed.table;
 }
 
@@ -199,29 +212,11 @@ function readKeyRing(
   cwd: string,
   problems: ConfigError['problems'],
 ): KeyRing | undefined {
-  const inline = input.FLYWHEEL_CODEC_KEYS;
-  const file = input.FLYWHEEL_CODEC_KEYS_FILE?.trim();
-  if (inline !== undefined && file) {
-    problems.push({
-      variable: 'FLYWHEEL_CODEC_KEYS_FILE',
-      expected: 'unset when FLYWHEEL_CODEC_KEYS is set (one of the two)',
-    });
-    return undefined;
-  }
-  let text = inline;
-  const variable = inline !== undefined ? 'FLYWHEEL_CODEC_KEYS' : 'FLYWHEEL_CODEC_KEYS_FILE';
-  if (file) {
-    try {
-      text = fs.readFileSync(path.resolve(cwd, file), 'utf8');
-    } catch {
-      problems.push({ variable, expected: 'a readable file holding the key ring', got: file });
-      return undefined;
-    }
-  }
-  if (text === undefined) return undefined;
-  const parsed = parseKeyRing(text);
+  const given = readInlineOrFile(input, 'FLYWHEEL_CODEC_KEYS', 'the key ring', cwd, problems);
+  if (given === undefined) return undefined;
+  const parsed = parseKeyRing(given.text);
   for (const expected of parsed.problems)
-    problems.push({ variable, expected, got: variable === 'FLYWHEEL_CODEC_KEYS' ? '***' : file });
+    problems.push({ variable: given.variable, expected, got: given.file ?? '***' });
   return parsed.ring;
 }
 
