@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import { loadConfig, type FlywheelConfig } from '../../lib/config';
 import {
   bytesLeft,
+  formatMoney,
   NO_PRICES,
   readWorkflowUsage,
   runUsage,
@@ -118,7 +119,6 @@ export async function gatherCostReport(opts: {
   };
 }
 
-const money = (n: number, currency: string) => `${n.toFixed(n !== 0 && Math.abs(n) < 0.01 ? 6 : 2)} ${currency}`;
 const seconds = (n: number) => (n < 100 ? `${n.toFixed(2)} s` : `${(n / 3600).toFixed(3)} h`);
 const tierBytes = (b: Record<string, number>) =>
   TIERS.filter((t) => b[t] > 0)
@@ -130,7 +130,7 @@ function describeLine(line: UsageLine, currency: string): string {
     `${line.name.padEnd(14)} ${String(line.attempts).padStart(4)} att  cpu ${seconds(line.cpuSeconds).padStart(9)}  ` +
     `wall ${seconds(line.wallSeconds).padStart(9)}  gpu ${seconds(line.gpuSeconds).padStart(9)}  ` +
     `read ${tierBytes(line.bytesRead)}  written ${tierBytes(line.bytesWritten)}  s3 ${line.s3Requests} req  ` +
-    money(line.cost.total, currency)
+    formatMoney(line.cost.total, currency)
   );
 }
 
@@ -143,18 +143,18 @@ export function describeCost(report: CostReport): string[] {
     lines.push(`${run.workflowId} (${run.kind})`);
     for (const stage of run.stages) lines.push(`  ${describeLine(stage, c)}`);
     lines.push(`  ${describeLine(run.total, c)}`);
-    lines.push(`  storage        ${tierBytes(run.storage.bytes)}: ${money(run.storage.perMonth, c)} per month`);
+    lines.push(`  storage        ${tierBytes(run.storage.bytes)}: ${formatMoney(run.storage.perMonth, c)} per month`);
     if (run.unreadable.length) lines.push(`  ${run.unreadable.length} usage records unreadable: ${run.unreadable[0]}…`);
   }
   for (const m of report.models)
     lines.push(
-      `model ${m.model}@${m.version}: training ${money(m.training, c)} + dataset share ${money(m.datasetShare.cost, c)} ` +
-        `(1/${m.datasetShare.versions} of ${m.datasetWorkflowId ?? m.dataset}) = ${money(m.total, c)}`,
+      `model ${m.model}@${m.version}: training ${formatMoney(m.training, c)} + dataset share ${formatMoney(m.datasetShare.cost, c)} ` +
+        `(1/${m.datasetShare.versions} of ${m.datasetWorkflowId ?? m.dataset}) = ${formatMoney(m.total, c)}`,
     );
   lines.push(
-    `total: ${money(report.total.cost.total, c)} (cpu ${seconds(report.total.cpuSeconds)}, gpu ` +
+    `total: ${formatMoney(report.total.cost.total, c)} (cpu ${seconds(report.total.cpuSeconds)}, gpu ` +
       `${seconds(report.total.gpuSeconds)}, ${report.total.s3Requests} S3 requests); storage ` +
-      `${money(report.storagePerMonth, c)} per month`,
+      `${formatMoney(report.storagePerMonth, c)} per month`,
   );
   return lines;
 }

@@ -52,3 +52,8 @@ function priceKeys(): string {
 
 /** No table configured: every figure is measured and shown, every amount is 0. */
 export const NO_PRICES: PriceTable = PriceTableSchema.parse({});
+
+/** An amount as the report and `flywheel cost` print it: cents, or six places for a fraction of a cent. */
+export function formatMoney(amount: number, currency: string): string {
+  return `${amount.toFixed(amount !== 0 && Math.abs(amount) < 0.01 ? 6 : 2)} ${currency}`;
+}

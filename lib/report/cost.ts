@@ -1,8 +1,8 @@
 import { TIERS } from '../storage/tiered-store';
+import { formatMoney } from '../cost/prices';
 import type { CostReport, UsageLine } from '../cost/run-cost';
 import { esc } from './svg-charts';
 
-const money = (n: number, currency: string) => `${n.toFixed(n !== 0 && Math.abs(n) < 0.01 ? 6 : 2)} ${currency}`;
 const mb = (n: number) => (n / 1e6).toFixed(2);
 const perTier = (bytes: Record<string, number>) =>
   TIERS.filter((t) => bytes[t] > 0)
@@ -19,7 +19,7 @@ function row(line: UsageLine, currency: string, strong = false): string {
     perTier(line.bytesRead),
     perTier(line.bytesWritten),
     String(line.s3Requests),
-    esc(money(line.cost.total, currency)),
+    esc(formatMoney(line.cost.total, currency)),
   ];
   const tag = strong ? 'th' : 'td';
   return `<tr>${cells.map((c) => `<${tag}>${c}</${tag}>`).join('')}</tr>`;
@@ -37,7 +37,7 @@ export function costHtml(cost: CostReport): string {
         `<h3>${esc(`${r.workflowId} (${r.kind})`)}</h3><table><thead>${head}</thead><tbody>` +
         r.stages.map((s) => row(s, c)).join('') +
         row(r.total, c, true) +
-        `</tbody></table><p>Storage left: ${esc(perTier(r.storage.bytes))} MB, ${esc(money(r.storage.perMonth, c))} per month.</p>`,
+        `</tbody></table><p>Storage left: ${esc(perTier(r.storage.bytes))} MB, ${esc(formatMoney(r.storage.perMonth, c))} per month.</p>`,
     )
     .join('');
   const models = cost.models.length
@@ -45,8 +45,8 @@ export function costHtml(cost: CostReport): string {
       cost.models
         .map(
           (m) =>
-            `<tr><td>${esc(`${m.model}@${m.version}`)}</td><td>${esc(money(m.training, c))}</td>` +
-            `<td>${esc(`${money(m.datasetShare.cost, c)} (1/${m.datasetShare.versions})`)}</td><td>${esc(money(m.total, c))}</td></tr>`,
+            `<tr><td>${esc(`${m.model}@${m.version}`)}</td><td>${esc(formatMoney(m.training, c))}</td>` +
+            `<td>${esc(`${formatMoney(m.datasetShare.cost, c)} (1/${m.datasetShare.versions})`)}</td><td>${esc(formatMoney(m.total, c))}</td></tr>`,
         )
         .join('') +
       '</tbody></table>'
@@ -56,6 +56,6 @@ export function costHtml(cost: CostReport): string {
     : '<p>No price table is configured (FLYWHEEL_PRICES): usage is measured, amounts are 0.</p>';
   return (
     `<section class="cost" id="cost"><h2>Cost</h2>${note}${runs}${models}` +
-    `<p>Total: ${esc(money(cost.total.cost.total, c))}; storage ${esc(money(cost.storagePerMonth, c))} per month.</p></section>`
+    `<p>Total: ${esc(formatMoney(cost.total.cost.total, c))}; storage ${esc(formatMoney(cost.storagePerMonth, c))} per month.</p></section>`
   );
 }
