@@ -35,9 +35,7 @@ async function main(): Promise<number> {
     FLYWHEEL_TEST_S3_CHECKSUMS: s3.checksums,
   };
   const code = await new Promise<number>((resolve) => {
-    // --test-force-exit: a test file ends once its tests and hooks have, even if a library left a handle open (the
-    // cost test's file stayed alive after its last hook); a hung test still fails by its own timeout.
-    const child = spawn(process.execPath, ['--require', 'tsx/cjs', '--test', '--test-force-exit', ...files], {
+    const child = spawn(process.execPath, ['--require', 'tsx/cjs', '--test', ...files], {
       stdio: 'inherit',
       env,
     });

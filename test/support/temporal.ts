@@ -43,14 +43,19 @@ export async function startSharedTemporal(dbFile: string): Promise<SharedTempora
 
 let runtimeInstalled = false;
 
-/** Worker logs at WARN in tests, so the runner's output stays readable. */
-export function quietTestRuntime(): void {
+/**
+ * Worker logs at WARN in tests, so the runner's output stays readable. The SDK shuts a runtime down when its last
+ * in-process worker or native connection closes; a suite that makes none (its workers are child processes) would
+ * leave this one holding the file's process open, so it is shut down after the suite that installed it.
+ */
+function quietTestRuntime(): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
-  Runtime.install({
+  const runtime = Runtime.install({
     logger: flywheelLogger('WARN'),
     telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} } },
   });
+  after(() => runtime.shutdown());
 }
 
 let shared: Promise<string> | undefined;
