@@ -276,6 +276,14 @@ describe('planning units by bytes', () => {
     const six = Array.from({ length: 6 }, () => ({ bytes: 50_000_000 }));
     assert.equal(planBatches(six, { unitBytes: 64 * MiB, unitsPerBatch: 16 }).length, 6);
     assert.equal(planBatches(six, { unitBytes: 1024 * MiB, unitsPerBatch: 16 }).length, 1);
+    // Eight files of 12.6 MB: two batches of four (50 + 50 MB), not the budget filled first (63 + 38 MB).
+    const eight = Array.from({ length: 8 }, () => ({ bytes: 12_600_000 }));
+    assert.deepEqual(planBatches(eight, { unitBytes: 64 * MiB, unitsPerBatch: 16 }), [0, 4]);
+    // Uneven units: as many batches as the budget needs, the largest as small as consecutive groups allow.
+    const uneven = [30, 5, 5, 5, 30, 20, 10].map((m) => ({ bytes: m * MiB }));
+    assert.deepEqual(planBatches(uneven, { unitBytes: 64 * MiB, unitsPerBatch: 16 }), [0, 4]);
+    const tens = Array.from({ length: 10 }, () => ({ bytes: 10 * MiB }));
+    assert.deepEqual(planBatches(tens, { unitBytes: 64 * MiB, unitsPerBatch: 16 }), [0, 5]);
     // Never more than the batch limit: budgets grow until the plan fits.
     const many = Array.from({ length: 1000 }, () => ({ bytes: 10 * MiB }));
     const capped = planBatches(many, { unitBytes: 1 * MiB, unitsPerBatch: 1, maxBatches: 256 });
