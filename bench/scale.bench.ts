@@ -7,6 +7,7 @@ import { sampleCorpus } from '../lib/collect';
 import { startDevServer, type DevServer } from '../temporal/dev-server';
 import { startWorker, type WorkerProcess } from '../test/support/worker-process';
 import type { Figure } from './harness';
+import { activityTimeline, formatTimeline, type Timeline } from './timeline';
 
 const MB = 1e6;
 
@@ -19,6 +20,7 @@ export interface ServedRun {
   busy: number;
   peakMB: number;
   documents: number;
+  timeline: Timeline;
 }
 
 /**
@@ -75,7 +77,10 @@ export class PipelineRig {
     const peakMB = Math.max(...this.workers.map((w) => peakRssMB(w.child.pid!)));
     await Promise.all(this.workers.map((w) => w.stop()));
     this.workers = [];
+    const timeline = await activityTimeline(this.client!, handle.workflowId, layout.length * 2);
+    process.stderr.write(formatTimeline(`scale: ${set}`, timeline) + '\n');
     return {
+      timeline,
       workflowId: handle.workflowId,
       wall,
       mbPerSecond: bytes / MB / wall,
