@@ -57,11 +57,14 @@ function reference(t: { skip(message?: string): void }): WrittenFormats | undefi
 
 async function collect(input: SourceSpecInput, context: CollectContext = ctx) {
   const events: CollectEvent[] = [];
+  const skipped: string[] = [];
   for (const unit of await planSource(SourceSpec.parse(input), context)) {
-    for await (const event of readUnit(unit, context)) events.push(event);
+    for await (const event of readUnit(unit, context, { onSkipped: (what) => skipped.push(what) })) events.push(event);
   }
   return {
     events,
+    /** What was passed over as not documents, in order. */
+    skipped,
     docs: events.flatMap((e) => (e.kind === 'document' ? [e.doc] : [])),
     quarantined: events.flatMap((e) => (e.kind === 'quarantine' ? [e.record] : [])),
   };
@@ -350,8 +353,10 @@ describe('warc', () => {
     const facts = reference(t);
     if (!facts) return;
     const file = path.join(made, 'crawl.warc.gz');
-    const { events, docs, quarantined } = await collect({ type: 'path', path: file });
+    const { events, docs, quarantined, skipped } = await collect({ type: 'path', path: file });
     assert.deepEqual(outline(events), crawlOutline(file, facts.warcGzOffsets));
+    // Passed over, and counted: the warcinfo and request records, and a redirect.
+    assert.deepEqual(skipped, ['warc.warcinfo', 'warc.request', 'warc.response_3xx']);
     const offset = facts.warcGzOffsets[1];
     assert.deepEqual(docs[0], {
       id: derivedDocumentId(`${file}#offset=${offset}`),
@@ -697,6 +702,8 @@ describe('formats through the pipeline and S3', () => {
       'collect.missing_text': 1,
       'collect.unsupported_payload': 1,
     });
+    assert.equal(out.stats.input, out.stats.kept + 4, 'what was passed over is not input');
+    assert.deepEqual(out.stats.skipped, { 'warc.warcinfo': 1, 'warc.request': 1, 'warc.response_3xx': 1 });
   });
 
   it('reads a URL by its Content-Type: an HTML page without extension, a Parquet file held in memory', async (t) => {

@@ -727,12 +727,15 @@ describe('reading units', () => {
     a.add({ kind: 'document', doc, ordinal: 0 });
     b.add({ kind: 'quarantine', record: { source: 's', reason: 'binary' }, ordinal: 0 });
     b.add({ kind: 'quarantine', record: { source: 's', reason: 'binary' }, ordinal: 1 });
+    a.skip('warc.request');
+    b.skip('warc.request').skip('warc.metadata');
     assert.deepEqual(CollectStats.from(a.toJSON()).merge(b.toJSON()).toJSON(), {
       documents: 1,
       bytes: 3,
       quarantined: { binary: 2 },
       utf8Repaired: 0,
       truncated: 0,
+      skipped: { 'warc.metadata': 1, 'warc.request': 2 },
     });
   });
 });

@@ -340,7 +340,7 @@ describe('tar archives under hostile entries', () => {
       assert.ok(records.length > 0, 'a crafted archive is not dropped silently');
       if (expect) {
         assert.deepEqual(
-          records.map((r) => (r.kind === 'document' ? r.text : r.reason)),
+          records.map((r) => (r.kind === 'document' ? r.text : r.kind === 'quarantine' ? r.reason : r.what)),
           expect,
         );
       }
@@ -429,7 +429,7 @@ describe('compression bombs', () => {
       zstdFrame([{ raw: Buffer.from('large ') }, { raw: Buffer.from('window') }], WINDOW_128_MIB),
     ]);
     assert.deepEqual(
-      records.map((r) => (r.kind === 'document' ? r.text : r.reason)),
+      records.map((r) => (r.kind === 'document' ? r.text : r.kind === 'quarantine' ? r.reason : r.what)),
       ['large window'],
     );
   });

@@ -88,6 +88,8 @@ function assertTyped(records: RawRecord[]): void {
   for (const record of records) {
     if (record.kind === 'document') {
       assert.equal(typeof record.text, 'string');
+    } else if (record.kind === 'skipped') {
+      assert.match(record.what, /^warc\.\w+$/, 'only WARC readers pass records over');
     } else {
       assert.ok((QUARANTINE_REASONS as readonly string[]).includes(record.reason), `unknown reason ${record.reason}`);
       assert.ok(record.detail.length > 0, 'a quarantine record says why');
@@ -329,7 +331,7 @@ describe('JSON lines', () => {
       Buffer.from(`${deep}\n{"text":"kept","metadata":{"a":${deep}}}\n{"text":"fine","metadata":{"a":[[1]]}}\n`),
     ]);
     assert.deepEqual(
-      records.map((r) => (r.kind === 'document' ? r.text : r.reason)),
+      records.map((r) => (r.kind === 'document' ? r.text : r.kind === 'quarantine' ? r.reason : r.what)),
       ['not_an_object', 'nested_too_deep', 'fine'],
     );
     assertTyped(records);
@@ -422,7 +424,7 @@ describe('lines and files of hundreds of MB', () => {
       const records: RawRecord[] = [];
       for await (const record of parseInput({ name, path: name, chunks }, DEFAULTS)) records.push(record);
       assert.deepEqual(
-        records.map((r) => (r.kind === 'document' ? r.text : r.reason)),
+        records.map((r) => (r.kind === 'document' ? r.text : r.kind === 'quarantine' ? r.reason : r.what)),
         expect,
       );
       assert.ok(peak() < bound, `held ${Math.round(peak() / MiB)} MiB`);

@@ -54,10 +54,13 @@ export function describeDataset(s: DatasetSummary): string[] {
     .sort((a, b) => b[1] - a[1])
     .map(([rule, n]) => `${rule} ${n}`)
     .join(', ');
+  const skipped = Object.entries(s.stages.collect?.skipped ?? {})
+    .map(([what, n]) => `${what} ${n}`)
+    .join(', ');
   return [
     `dataset ${s.dataset}/${s.version}${s.reused ? ' (reused: already committed for this spec)' : ''}: ${s.documents} documents, ${s.tokens} tokens (${s.tokenizer.encoding}, ${s.tokenizer.dtype})`,
     `shards: train ${s.splits.train.shards} (${s.splits.train.documents} docs), validation ${s.splits.validation.shards} (${s.splits.validation.documents} docs)`,
-    `funnel: ${funnel}${drops ? `; dropped: ${drops}` : ''}`,
+    `funnel: ${funnel}${drops ? `; dropped: ${drops}` : ''}${skipped ? `; passed over (not documents): ${skipped}` : ''}`,
     `manifest: ${s.manifest.uri}`,
   ];
 }

@@ -8,7 +8,15 @@ import { parseInput } from './formats/parse-input';
 import { readParquet } from './formats/parquet-rows';
 import { ownedLineBytes } from './line-ranges';
 import { sampleRange } from './plan';
-import { positionLabel, positionSuffix, type CollectEvent, type QuarantineReason, type RawRecord } from './records';
+import {
+  positionLabel,
+  positionSuffix,
+  type CollectEvent,
+  type QuarantineReason,
+  type RawDocument,
+  type RawQuarantine,
+  type RawRecord,
+} from './records';
 import { sampleCorpus } from './sample-corpus';
 import type { SourceSpec } from './source-spec';
 import { derivedDocumentId, type SourceUnit } from './source-unit';
@@ -21,6 +29,11 @@ import { openTierUnit } from './sources/tier-objects';
 export interface ReadUnitOptions {
   /** Skip the events before this ordinal: the resume cursor of an interrupted read. */
   startAt?: number;
+  /**
+   * Told of each record passed over as not a document (see RawSkipped: a WARC request, a redirect), as it is read:
+   * before the event that follows it. Such records take no ordinal and are not events.
+   */
+  onSkipped?: (what: string) => void;
 }
 
 /**
@@ -37,6 +50,10 @@ export async function* readUnit(
   let ordinal = 0;
   try {
     for await (const raw of rawRecords(unit, ctx)) {
+      if (raw.kind === 'skipped') {
+        if (ordinal >= startAt) opts.onSkipped?.(raw.what);
+        continue;
+      }
       if (ordinal >= startAt) yield toEvent(raw, unit, ctx, ordinal);
       ordinal++;
     }
@@ -116,7 +133,12 @@ function parseOptionsOf(source: Exclude<SourceSpec, { type: 'sample' }>): ParseO
 }
 
 /** Applies the unit-wide rules to a raw record: the document size limit, ids, timestamps, Document.source. */
-function toEvent(raw: RawRecord, unit: SourceUnit, ctx: CollectContext, ordinal: number): CollectEvent {
+function toEvent(
+  raw: RawDocument | RawQuarantine,
+  unit: SourceUnit,
+  ctx: CollectContext,
+  ordinal: number,
+): CollectEvent {
   const where = raw.entry === undefined ? unit.uri : `${unit.uri}!${raw.entry}`;
   const location = positionLabel(raw.position) ?? (raw.entry === undefined ? undefined : `entry ${raw.entry}`);
   const quarantine = (reason: QuarantineReason, detail: string, sample?: string): CollectEvent => {

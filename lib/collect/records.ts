@@ -72,7 +72,16 @@ export interface RawQuarantine extends RawCommon {
   sample?: string;
 }
 
-export type RawRecord = RawDocument | RawQuarantine;
+/**
+ * A record of the source that is not a document and not a problem, passed over and counted by `what` (a WARC
+ * `request` or `metadata` record, a redirect): the stage's stats say how many, so nothing read goes unaccounted.
+ */
+export interface RawSkipped extends RawCommon {
+  kind: 'skipped';
+  what: string;
+}
+
+export type RawRecord = RawDocument | RawQuarantine | RawSkipped;
 
 /**
  * `#12` for line 12, `#[3]` for array item 3, `#row=7` for Parquet row 7, `#rowgroup=2` for a whole row group,

@@ -11,6 +11,8 @@ export interface CollectStatsData {
   utf8Repaired: number;
   /** Documents cut to maxDocumentBytes. */
   truncated: number;
+  /** Records passed over as not documents (WARC requests, redirects), by what they were. */
+  skipped: Record<string, number>;
 }
 
 /** Counts collect events; `merge` adds another unit's counts (order does not matter). */
@@ -20,9 +22,16 @@ export class CollectStats {
   quarantined: Record<string, number> = {};
   utf8Repaired = 0;
   truncated = 0;
+  skipped: Record<string, number> = {};
 
   static from(data: CollectStatsData): CollectStats {
     return new CollectStats().merge(data);
+  }
+
+  /** A record passed over as not a document (readUnit's `onSkipped`). */
+  skip(what: string): this {
+    this.skipped[what] = (this.skipped[what] ?? 0) + 1;
+    return this;
   }
 
   add(event: CollectEvent): this {
@@ -45,6 +54,9 @@ export class CollectStats {
     for (const [reason, count] of Object.entries(other.quarantined)) {
       this.quarantined[reason] = (this.quarantined[reason] ?? 0) + count;
     }
+    for (const [what, count] of Object.entries(other.skipped ?? {})) {
+      this.skipped[what] = (this.skipped[what] ?? 0) + count;
+    }
     return this;
   }
 
@@ -53,15 +65,15 @@ export class CollectStats {
   }
 
   toJSON(): CollectStatsData {
-    const quarantined = Object.fromEntries(
-      Object.entries(this.quarantined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-    );
+    const sorted = (counts: Record<string, number>) =>
+      Object.fromEntries(Object.entries(counts).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
     return {
       documents: this.documents,
       bytes: this.bytes,
-      quarantined,
+      quarantined: sorted(this.quarantined),
       utf8Repaired: this.utf8Repaired,
       truncated: this.truncated,
+      skipped: sorted(this.skipped),
     };
   }
 }

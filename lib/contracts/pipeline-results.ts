@@ -10,6 +10,11 @@ export interface StageStats {
   dropped: Record<string, number>;
   /** UTF-8 bytes of the text kept. */
   keptBytes: number;
+  /**
+   * Records of the sources passed over as not documents, by what they were (collection only: WARC `request` and
+   * `metadata` records, redirects as `warc.response_3xx`). Not part of `input`: they were never documents.
+   */
+  skipped?: Record<string, number>;
 }
 
 export function emptyStats(): StageStats {
@@ -27,6 +32,8 @@ export function mergeStats(all: readonly StageStats[]): StageStats {
     out.kept += s.kept;
     out.keptBytes += s.keptBytes;
     for (const [reason, n] of Object.entries(s.dropped)) out.dropped[reason] = (out.dropped[reason] ?? 0) + n;
+    for (const [what, n] of Object.entries(s.skipped ?? {}))
+      out.skipped = { ...out.skipped, [what]: (out.skipped?.[what] ?? 0) + n };
   }
   return out;
 }

@@ -201,7 +201,12 @@ export async function collectBatch(
     // Records of this unit that the resumed-from partitions already hold are read again, not written again.
     let skip = resume && u === resume.unit ? resume.record : 0;
     let record = 0;
-    for await (const event of readUnit(units[u], ctx)) {
+    // Records passed over are not records of the cursor (which counts documents and quarantine records): one passed
+    // over before the resumed-from record is already in the cursor's stats.
+    const onSkipped = (what: string) => {
+      if (skip === 0) stats.skipped = { ...stats.skipped, [what]: (stats.skipped?.[what] ?? 0) + 1 };
+    };
+    for await (const event of readUnit(units[u], ctx, { onSkipped })) {
       record += 1;
       if (skip > 0) {
         skip -= 1;

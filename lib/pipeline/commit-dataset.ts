@@ -74,6 +74,7 @@ const StageStatsSchema = z.looseObject({
   kept: z.number(),
   dropped: z.record(z.string(), z.number()),
   keptBytes: z.number(),
+  skipped: z.record(z.string(), z.number()).optional(),
 });
 
 /**

@@ -109,9 +109,9 @@ EMPTY = """<html><head><title>Nothing here</title><script>var a = 1;</script></h
 PDF = b'%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n'
 
 
-def response(writer, n, uri, body, content_type, date):
+def response(writer, n, uri, body, content_type, date, status='200 OK'):
     http = StatusAndHeaders(
-        '200 OK', [('Content-Type', content_type), ('Content-Length', str(len(body)))], protocol='HTTP/1.1'
+        status, [('Content-Type', content_type), ('Content-Length', str(len(body)))], protocol='HTTP/1.1'
     )
     record = writer.create_warc_record(
         uri,
@@ -167,6 +167,9 @@ def write_warc(path, gzipped):
         mark()
         response(writer, 8, 'https://example.com/empty', EMPTY.encode('utf-8'), 'text/html; charset=utf-8',
                  '2024-03-01T10:06:00Z')
+        mark()
+        response(writer, 9, 'http://example.com/', b'', 'text/html', '2024-03-01T10:07:00Z',
+                 status='301 Moved Permanently')
         mark()
     return offsets
 

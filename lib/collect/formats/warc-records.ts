@@ -73,7 +73,11 @@ export async function* readWarc(
         break;
       }
       bytes.release(offset);
-      if (record.warcType !== 'response') continue; // warcinfo, request, metadata, revisit, ...
+      if (record.warcType !== 'response') {
+        // warcinfo, request, metadata, revisit, ...: counted by type in the stage's stats.
+        yield { kind: 'skipped', what: `warc.${record.warcType}`, position: { offset } };
+        continue;
+      }
       const payload = await readPayload(record, pageLimit);
       if (gzip && reader.compressed === null) {
         yield { kind: 'quarantine', position: { offset }, ...corruptMember(offset) };
@@ -92,7 +96,12 @@ export async function* readWarc(
         break;
       }
       const status = Number(record.httpHeaders?.statusCode);
-      if (!(status >= 200 && status < 300)) continue; // redirects and errors: what the server said, not a page
+      if (!(status >= 200 && status < 300)) {
+        // Redirects and errors: what the server said, not a page; counted by status class (warc.response_3xx).
+        const what = Number.isFinite(status) ? `${Math.floor(status / 100)}xx` : 'without_status';
+        yield { kind: 'skipped', what: `warc.response_${what}`, position: { offset } };
+        continue;
+      }
       yield recordFromResponse(record, payload, offset, input.path, pageLimit);
     }
   }
