@@ -3,9 +3,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { decompress } from 'fzstd';
+import type { FastTextModel } from 'fasttext.wasm.js';
 import { sampleCorpus } from '../lib/collect';
 import { packageReadmes } from '../lib/dedup/evaluation';
 import { filterDocument, type FilterResult, type QualitySpecInput } from '../lib/quality';
+import { languageModel } from '../lib/quality/language';
+import { Lid176 } from '../lib/quality/lid176';
 import type { Benchmark } from './harness';
 
 const MB = 1e6;
@@ -337,5 +340,35 @@ export function qualityBenchmarks(): Benchmark[] {
         }),
       },
     },
+    languageIdBenchmark(),
   ];
+}
+
+/**
+ * Language identification per thread on the agreement corpus (prose, READMEs, mail): Flywheel's TypeScript lid.176
+ * against fasttext.wasm.js, the same model, each predicting the best label of every document.
+ */
+function languageIdBenchmark(): Benchmark {
+  let lines: string[] = [];
+  let bytes = 0;
+  let ts: Lid176;
+  let wasm: FastTextModel;
+  const timed = (predict: (line: string) => void) => async () => {
+    const started = performance.now();
+    for (const line of lines) predict(line);
+    return { value: bytes / MB / ((performance.now() - started) / 1000) };
+  };
+  return {
+    name: 'language ID per thread: lid176.ts vs fasttext.wasm.js (lid.176, best label of each document)',
+    unit: 'MB/s',
+    rounds: 5,
+    setup: async () => {
+      lines = buildCorpus(undefined).map((d) => d.text.replace(/\n/g, ' '));
+      bytes = lines.reduce((n, l) => n + Buffer.byteLength(l), 0);
+      ts = Lid176.fromPackage();
+      wasm = await languageModel();
+    },
+    candidate: { label: 'lid176.ts', run: timed((line) => ts.best(line, [0.65])) },
+    baseline: { label: 'fasttext.wasm.js', run: timed((line) => wasm.predict(line, 1, 0).delete()) },
+  };
 }

@@ -6,7 +6,11 @@ import type { Document } from '../lib/document';
 import { sampleCorpus } from '../lib/collect';
 import { InvalidSpec } from '../lib/contracts/invalid-spec';
 import { QualitySpec, filterDocument, type FilterResult, type QualitySpecInput } from '../lib/quality';
-import { languageModel } from '../lib/quality/language';
+import { identifyLanguage, languageModel } from '../lib/quality/language';
+import { Lid176 } from '../lib/quality/lid176';
+import { QualitySpec as ParsedQualitySpec } from '../lib/quality/spec';
+import { packageReadmes } from '../lib/dedup/evaluation';
+import fc from 'fast-check';
 import { LID_176_LABELS } from '../lib/quality/lid-labels';
 
 const doc = (text: string): Document => ({
@@ -144,6 +148,104 @@ describe('language identification', () => {
     });
     assert.ok(result.kept, JSON.stringify(result));
     assert.equal(result.doc.metadata.language, 'de');
+  });
+});
+
+/** The WebAssembly model's best label and probability for a line, as the filter asked it before lid176.ts. */
+async function wasmBest(line: string): Promise<[string, number] | undefined> {
+  const vector = (await languageModel()).predict(line, 1, 0);
+  try {
+    if (vector.size() === 0) return undefined;
+    const [p, label] = vector.get(0);
+    return [label.replace('__label__', ''), p];
+  } finally {
+    vector.delete();
+  }
+}
+
+describe('lid.176 in TypeScript (lid176.ts) against the WebAssembly model', () => {
+  const ts = Lid176.fromPackage();
+  const spec = ParsedQualitySpec.parse({}).language;
+  assert.ok(spec !== false);
+  const listed = new Set(spec.languages);
+  /** Real text of many kinds: Moby-Dick's paragraphs and chapters, package READMEs (code, tables, links), the samples. */
+  const texts = [
+    ...sampleCorpus('moby-dick').documents.flatMap((d) => [d.text, ...d.text.split(/\n{2,}/)]),
+    ...packageReadmes(path.join(__dirname, '..', 'node_modules')).flatMap((r) => r.split(/\n(?=#{1,6} )/)),
+    FRENCH,
+    GERMAN,
+    CHINESE,
+    MIXED,
+  ];
+
+  it('gives the same label and probability on real text, and the filter the same verdict and score', async () => {
+    const model = await languageModel();
+    let bitIdentical = 0;
+    for (const text of texts) {
+      const line = text.replace(/\n/g, ' ');
+      const ours = ts.best(line, [spec.minScore]);
+      const theirs = await wasmBest(line);
+      assert.equal(ours?.label, theirs?.[0], JSON.stringify(text.slice(0, 80)));
+      assert.ok(Math.abs(ours!.probability - theirs![1]) < 1e-6, `${ours!.probability} vs ${theirs![1]}`);
+      if (ours!.probability === theirs![1]) bitIdentical++;
+      // The filter's answer (TypeScript unless a boundary is within reach of a last bit) is the WebAssembly one's.
+      const verdict = identifyLanguage(model, text, spec, listed);
+      const score = Math.round(theirs![1] * 1e4) / 1e4;
+      if ('guess' in verdict) assert.deepEqual(verdict.guess, { language: theirs![0], score });
+      else if (verdict.violation.rule === 'language.score')
+        assert.ok(
+          verdict.violation.detail.startsWith(`${theirs![0]} at ${theirs![1].toFixed(4)}`),
+          verdict.violation.detail,
+        );
+    }
+    // exp and log are JavaScript's, rounded to float32: a last bit may differ from the C library's, rarely.
+    assert.ok(bitIdentical >= 0.99 * texts.length, `${bitIdentical} of ${texts.length} bit for bit`);
+  });
+
+  it('splits words as fastText does: its whitespace, its end-of-sentence token, long and non-ASCII words', async () => {
+    const word = fc.oneof(
+      fc.constantFrom(
+        'the',
+        'whale',
+        'Ahab',
+        'café',
+        'über',
+        'Привет',
+        '清晨',
+        '</s>',
+        '__label__en',
+        'ß',
+        '🐋',
+        "don't",
+      ),
+      fc.string({ minLength: 1, maxLength: 12 }),
+      fc.string({ unit: 'grapheme', minLength: 1, maxLength: 8 }),
+      fc.constant('x'.repeat(300)),
+    );
+    const gap = fc.constantFrom(' ', '  ', '\t', '\v', '\f', '\r', '\0', ' \u00a0 ');
+    const line = fc.array(fc.tuple(word, gap), { minLength: 1, maxLength: 40 }).map((parts) => parts.flat().join(''));
+    await fc.assert(
+      fc.asyncProperty(line, async (text) => {
+        if (/\p{Cs}/u.test(text)) return; // the filter sends text with a lone surrogate to the WebAssembly model
+        const ours = ts.best(text);
+        const theirs = await wasmBest(text);
+        if (ours === undefined || theirs === undefined) return assert.equal(ours?.label, theirs?.[0]);
+        assert.ok(Math.abs(ours.probability - theirs[1]) < 1e-6, `${ours.probability} vs ${theirs[1]}`);
+        if (ours.margin > 1e-5) assert.equal(ours.label, theirs[0]);
+      }),
+      { numRuns: 2000, seed: 16 },
+    );
+  });
+
+  it('forgets the words it has seen once its table is half full, and predicts the same after', async () => {
+    const fresh = Lid176.fromPackage();
+    const before = fresh.best(ENGLISH);
+    // 200,000 distinct words, more than the table holds: it is emptied and filled again.
+    const many = Array.from({ length: 200_000 }, (_, i) => `w${i.toString(36)}`).join(' ');
+    const crowd = fresh.best(many);
+    assert.deepEqual(crowd?.label, (await wasmBest(many))?.[0]);
+    assert.deepEqual(fresh.best(ENGLISH), before);
+    assert.equal(before?.probability, (await wasmBest(ENGLISH))?.[1]);
   });
 });
 

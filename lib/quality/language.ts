@@ -1,5 +1,6 @@
 import { getLIDModel, type FastTextModel } from 'fasttext.wasm.js';
 import { FlywheelError } from '../common/errors';
+import { Lid176 } from './lid176';
 import type { LanguageSpec } from './spec';
 import type { Violation } from './verdict';
 
@@ -39,6 +40,44 @@ export interface LanguageGuess {
 }
 
 const LETTER = /\p{L}/u;
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * How far (in log-probability) the TypeScript prediction must be from every boundary that decides the output (the
+ * runner-up, `minScore`, a 4th-decimal rounding step) to stand without the WebAssembly model: its float32 arithmetic
+ * is fastText's, its exp and log may differ in the last bit, a few 1e-7 at most after a tree's depth of them.
+ */
+const MARGIN = 1e-5;
+
+let fast: Lid176 | null | undefined;
+
+/** The TypeScript lid.176 (lid176.ts), loaded once per thread; null where it cannot be (the WebAssembly one serves). */
+function fastModel(): Lid176 | null {
+  if (fast === undefined) {
+    try {
+      fast = Lid176.fromPackage();
+    } catch {
+      fast = null;
+    }
+  }
+  return fast;
+}
+
+/**
+ * The best label and its probability, as fastText gives them: from the TypeScript model when nothing close to a
+ * boundary could turn on a last bit, from the WebAssembly one otherwise (and for text that is not well-formed
+ * UTF-16, which the WebAssembly side encodes its own way).
+ */
+function predictBest(model: FastTextModel, line: string, minScore: number): [string, number] | undefined {
+  const ts = LONE_SURROGATE.test(line) ? undefined : fastModel()?.best(line, [minScore]);
+  if (ts !== undefined) {
+    // The 4th-decimal step nearest the probability: metadata.languageScore and the rule's detail are rounded there.
+    const scaled = ts.probability * 1e4;
+    const step = (Math.floor(scaled) + 0.5) / 1e4;
+    if (Math.min(ts.margin, Math.abs(Math.log(ts.probability / step))) > MARGIN) return [ts.label, ts.probability];
+  }
+  return predict(model, line, 1, 0)[0];
+}
 
 /** The model's top `k` labels (-1: all) with probability at least `threshold`, best first. */
 function predict(model: FastTextModel, text: string, k: number, threshold: number): Array<[string, number]> {
@@ -70,7 +109,7 @@ export function identifyLanguage(
     return { violation: { rule: 'language.unknown', detail: 'no letter to identify a language from' } };
   }
   const line = text.replace(/\n/g, ' ');
-  const [best] = predict(model, line, 1, 0);
+  const best = predictBest(model, line, spec.minScore);
   if (best === undefined) {
     return { violation: { rule: 'language.unknown', detail: 'the language model predicts nothing' } };
   }
