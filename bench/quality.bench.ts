@@ -368,7 +368,7 @@ function languageIdBenchmark(): Benchmark {
       ts = Lid176.fromPackage();
       wasm = await languageModel();
     },
-    candidate: { label: 'lid176.ts', run: timed((line) => ts.best(line, [0.65])) },
+    candidate: { label: 'lid176.ts', run: timed((line) => ts.best(line)) },
     baseline: { label: 'fasttext.wasm.js', run: timed((line) => wasm.predict(line, 1, 0).delete()) },
   };
 }

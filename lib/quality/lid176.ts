@@ -334,10 +334,9 @@ export class Lid176 {
    * end-of-sentence token, as its one-line predict adds; a newline inside separates words as a space does), with its
    * probability; undefined when nothing of the line is in the model. `margin`: the smallest gap, in log-probability,
    * of any comparison the tree search made (the search is fastText's, pruning included, so where every gap is wider
-   * than the last-bit error of exp and log, fastText made the same comparisons and found the same leaf), and of the
-   * result to each probability in `near` (ones the caller will compare it with).
+   * than the last-bit error of exp and log, fastText made the same comparisons and found the same leaf).
    */
-  best(line: string, near: number[] = []): { label: string; probability: number; margin: number } | undefined {
+  best(line: string): { label: string; probability: number; margin: number } | undefined {
     this.hidden.fill(0);
     let inputs = 0;
     let start = -1;
@@ -365,11 +364,11 @@ export class Lid176 {
     const h = this.hidden;
     const scale = Math.fround(1 / inputs);
     for (let j = 0; j < this.dim; j++) h[j] *= scale;
-    return this.search(near);
+    return this.search();
   }
 
   /** HierarchicalSoftmaxLoss::predict with k = 1 and threshold 0, over the hidden vector. */
-  private search(near: number[]): { label: string; probability: number; margin: number } | undefined {
+  private search(): { label: string; probability: number; margin: number } | undefined {
     const { left, right, output, hidden: h, dim } = this;
     const osz = this.labels.length;
     const floor = stdLog(0);
@@ -398,7 +397,6 @@ export class Lid176 {
     };
     dfs(2 * osz - 2, 0);
     if (bestLeaf < 0) return undefined;
-    for (const p of near) margin = Math.min(margin, Math.abs(best - Math.log(p)));
     return { label: this.labels[bestLeaf], probability: Math.fround(Math.exp(best)), margin };
   }
 }
