@@ -14,8 +14,14 @@ import {
 import { commitStage } from '../lib/pipeline/stage-output';
 import { stageWriters } from '../lib/pipeline/stage-io';
 import { FsStore, readManifest, TieredStore, type ArtifactRef } from '../lib/storage';
+import { DedupPool } from '../lib/dedup/dedup-pool';
+import { exactDedupKey } from '../lib/dedup/exact';
 
 const LIMITS = { maxDocuments: 2, maxBytes: 1 << 20 };
+
+/** The dedup pool's worker threads, as a worker lends them to the step, and the same jobs on the calling thread. */
+const threads = DedupPool.shared(2);
+const inThread = new DedupPool(0);
 
 function tempStore(): TieredStore {
   const fsStore = new FsStore(fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-exact-')));
@@ -31,9 +37,9 @@ const doc = (id: string, text: string): Document => ({
 });
 
 /** A batch as the filter stage leaves it: its documents in partitions, under a committed stage manifest. */
-async function batch(store: TieredStore, name: string, docs: Document[]): Promise<ArtifactRef> {
+async function batch(store: TieredStore, name: string, docs: Document[], limits = LIMITS): Promise<ArtifactRef> {
   const folder = `warm://t/filter/${name}`;
-  const writers = stageWriters(store, folder, LIMITS);
+  const writers = stageWriters(store, folder, limits);
   for (const d of docs) await writers.keep(d);
   const stats = { input: docs.length, kept: docs.length, dropped: {}, keptBytes: 0 };
   return (await commitStage(store, folder, 'pipeline-filter', { ...(await writers.finish()), stats })).partitions;
@@ -61,7 +67,9 @@ describe('exact dedup, fanned out per batch', () => {
     ];
     const keys = [];
     for (let i = 0; i < inputs.length; i++) {
-      keys.push(await exactDedupKeys({ store, uri: `warm://t/dedup/keys/batch-${i}`, input: inputs[i] }));
+      keys.push(
+        await exactDedupKeys({ store, uri: `warm://t/dedup/keys/batch-${i}`, input: inputs[i], pool: threads }),
+      );
     }
     assert.deepEqual(
       keys.map((k) => k?.documents ?? 0),
@@ -115,7 +123,7 @@ describe('exact dedup of a single batch, in one pass', () => {
       doc('g', 'And the last one.'),
     ];
     const input = await batch(store, 'only', docs);
-    const keys = await exactDedupKeys({ store, uri: 'warm://t/fan/keys/batch-0', input });
+    const keys = await exactDedupKeys({ store, uri: 'warm://t/fan/keys/batch-0', input, pool: inThread });
     const [drops] = await exactDedupJoin({ store, folder: 'warm://t/fan/drops', keys: [keys] });
     const filtered = await exactDedupFilter({ store, folder: 'warm://t/fan/batch-0', input, drops, limits: LIMITS });
     const fannedOut = await commitExactDedup({ store, folder: 'warm://t/fan', batches: [filtered] });
@@ -128,6 +136,23 @@ describe('exact dedup of a single batch, in one pass', () => {
     assert.deepEqual(
       (await records(store, onePass.partitions)).map((r) => r.id),
       ['a', 'b', 'e', 'g'],
+    );
+  });
+
+  it('keys partitions larger than one job on the threads, in document order, as exactDedupKey keys them', async () => {
+    const store = tempStore();
+    // About 3 MB in one partition: three byte ranges for three jobs, with multi-byte characters near the cuts.
+    const docs = Array.from({ length: 4000 }, (_, i) =>
+      doc(`d${i}`, `Dokument ${i % 1500}: ${'Größe über Maß, '.repeat(1 + (i % 90))}ende.`),
+    );
+    const input = await batch(store, 'large', docs, { maxDocuments: 100_000, maxBytes: 64 << 20 });
+    const keys = await exactDedupKeys({ store, uri: 'warm://t/large/keys/batch-0', input, pool: threads });
+    assert.equal(keys?.documents, docs.length);
+    const written = [];
+    for await (const r of decodeJsonlGz<[string, string]>(await store.get(keys!.uri))) written.push(r);
+    assert.deepEqual(
+      written,
+      docs.map((d) => [exactDedupKey(d.text), d.id]),
     );
   });
 });

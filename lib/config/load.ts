@@ -57,7 +57,7 @@ export interface FlywheelConfig {
     roles: TaskQueueRole[];
     taskQueuePrefix: string;
     concurrency: number;
-    /** Compute threads (tokenizer and near-dup signing pools); the CPUs this process may use when absent. */
+    /** Compute threads (filter, dedup and tokenizer pools); the CPUs this process may use when absent. */
     threads?: number;
     metricsPort: number;
     logLevel: EnvConfig['FLYWHEEL_LOG_LEVEL'];

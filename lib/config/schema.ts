@@ -149,7 +149,7 @@ export const envSchema = z.object({
   FLYWHEEL_WORKER_THREADS: positiveInt('a whole number of threads ≥ 1')
     .optional()
     .describe(
-      'threads for quality filtering, tokenization and near-dup signing (default: the CPUs this process may use)',
+      'threads for quality filtering, exact-dedup keys, near-dup signing and tokenization (default: the CPUs this process may use)',
     ),
   FLYWHEEL_METRICS_PORT: port.default(9464).describe('Prometheus metrics port on the worker (0 = off)'),
   FLYWHEEL_CODEC_KEYS: z

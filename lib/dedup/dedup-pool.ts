@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { BandKeyChunk, CandidateGroups } from './band-join';
 import { DedupInputError } from './errors';
-import type { ChunkSettings, KeptRange, PackedShingles, SignedChunk } from './jsonl-batch';
+import type { ChunkSettings, ExactKeys, KeptRange, PackedShingles, SignedChunk } from './jsonl-batch';
 import { errorReply, runJob, type WorkerJob, type WorkerReply } from './dedup-worker';
 
 type Waiting = { resolve: (reply: WorkerReply) => void; reject: (e: Error) => void };
@@ -90,6 +90,13 @@ export class DedupPool {
     const reply = await this.run({ kind: 'shingles', seq: this.seq++, settings, file, start, end, docs });
     if ('shingles' in reply) return reply.shingles;
     throw new Error('dedup worker answered a shingles job with something else');
+  }
+
+  /** The exact-dedup keys and ids of the partition lines of `file` that start in [start, end). */
+  async exactKeys(file: string, start: number, end: number): Promise<ExactKeys> {
+    const reply = await this.run({ kind: 'exactKeys', seq: this.seq++, file, start, end });
+    if ('exactKeys' in reply) return reply.exactKeys;
+    throw new Error('dedup worker answered an exactKeys job with something else');
   }
 
   async write(ranges: KeptRange[]): Promise<number> {

@@ -3,7 +3,9 @@ import { joinBandsOfChunks, type BandKeyChunk, type CandidateGroups } from './ba
 import { DedupInputError } from './errors';
 import {
   ChunkSigner,
+  exactKeysOfRange,
   writeKeptRange,
+  type ExactKeys,
   type ChunkSettings,
   type KeptRange,
   type PackedShingles,
@@ -12,12 +14,13 @@ import {
 
 /**
  * Worker thread body: reads and signs byte ranges of the input (stage a), joins the bands it is given (stage b) and
- * writes its ranges' kept lines (stage e).
+ * writes its ranges' kept lines (stage e); for the pipeline's exact dedup, the keys of a partition's byte range.
  */
 export type WorkerJob =
   | { kind: 'sign'; seq: number; settings: ChunkSettings; file: string; start: number; end: number }
   | { kind: 'join'; seq: number; chunks: BandKeyChunk[]; numBands: number; bands: number[] }
   | { kind: 'write'; seq: number; ranges: KeptRange[] }
+  | { kind: 'exactKeys'; seq: number; file: string; start: number; end: number }
   | {
       kind: 'shingles';
       seq: number;
@@ -32,6 +35,7 @@ export type WorkerReply =
   | { seq: number; chunk: SignedChunk }
   | { seq: number; groups: CandidateGroups[] }
   | { seq: number; written: number }
+  | { seq: number; exactKeys: ExactKeys }
   | { seq: number; shingles: PackedShingles }
   | { seq: number; error: { message: string; line?: number; problem?: string } };
 
@@ -70,6 +74,8 @@ export function runJob(job: WorkerJob): { reply: WorkerReply; transfer: ArrayBuf
       const shingles = signerFor(job.settings).shinglesOfRange(job.file, job.start, job.end, job.docs);
       return { reply: { seq, shingles }, transfer: [shingles.offsets.buffer, shingles.values.buffer] as ArrayBuffer[] };
     }
+    case 'exactKeys':
+      return { reply: { seq, exactKeys: exactKeysOfRange(job.file, job.start, job.end) }, transfer: [] };
     case 'write':
       return { reply: { seq, written: job.ranges.reduce((n, r) => n + writeKeptRange(r), 0) }, transfer: [] };
   }

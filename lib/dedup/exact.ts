@@ -1,5 +1,13 @@
+import { createHash } from 'node:crypto';
+import { normalizeText } from './normalize';
 import { sortByKey64 } from './radix-sort';
 import type { UnionFind } from './union-find';
+
+/** Text as the pipeline's exact dedup compares it: normalized as near-dedup normalizes it (lowercase, punctuation dropped, words). */
+export function exactDedupKey(text: string): string {
+  // 128 bits of sha256: collisions are out of reach at any corpus size, and the set stays small.
+  return createHash('sha256').update(normalizeText(text)).digest('base64').slice(0, 22);
+}
 
 /**
  * Exact dedup: documents with equal 64-bit hashes (of the normalized text, or of a chosen field such as the URL)

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import * as fs from 'node:fs';
 import { DedupInputError } from './errors';
+import { exactDedupKey } from './exact';
 import { MinHasher } from './minhash';
 import type { ResolvedDedupOptions } from './options';
 
@@ -134,6 +135,33 @@ export function readOwnedLines(
   }
   if (first >= last) return { start: from + first, bytes: new Uint8Array(0) };
   return { start: from + first, bytes: buf.subarray(first, last) };
+}
+
+/** Each document's exact-dedup key and id, in order: what the pipeline's exact dedup joins on. */
+export interface ExactKeys {
+  keys: string[];
+  ids: string[];
+}
+
+/**
+ * The exact-dedup keys (`exactDedupKey`) and ids of the document lines of `file` (a pipeline partition, decompressed:
+ * one Document as JSON per line) that start in [start, end).
+ */
+export function exactKeysOfRange(file: string, start: number, end: number): ExactKeys {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const { bytes } = readOwnedLines(fd, start, end, fs.fstatSync(fd).size);
+    const out: ExactKeys = { keys: [], ids: [] };
+    forEachLine(bytes, true, (line) => {
+      if (line.length === 0) return;
+      const doc = JSON.parse(line) as { id: string; text: string };
+      out.keys.push(exactDedupKey(doc.text));
+      out.ids.push(doc.id);
+    });
+    return out;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export class ChunkSigner {

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { pad } from '../common/pad';
-import { normalizeText } from '../dedup/normalize';
+import { exactDedupKey } from '../dedup/exact';
+import type { ExactKeys } from '../dedup/jsonl-batch';
 import type { TieredStore } from '../storage/tiered-store';
 import type { ArtifactRef } from '../storage/manifest';
 import { decodeJsonlGz } from '../document/jsonl-partition';
@@ -10,13 +10,13 @@ import { readAll } from '../storage/object-store';
 import { countDrop, emptyStats, mergeStats } from '../contracts/pipeline-results';
 import { PartitionWriter } from './partition-writer';
 import { commitStage, type StageOutput } from './stage-output';
-import { readStageDocuments, stageWriters, type PartitionLimits } from './stage-io';
-
-/** Text as exact dedup compares it: normalized as near-dedup normalizes it (lowercase, punctuation dropped, words). */
-export function exactDedupKey(text: string): string {
-  // 128 bits of sha256: collisions are out of reach at any corpus size, and the set stays small.
-  return createHash('sha256').update(normalizeText(text)).digest('base64').slice(0, 22);
-}
+import {
+  readStageDocuments,
+  stagePartitions,
+  stageWriters,
+  withLocalPartition,
+  type PartitionLimits,
+} from './stage-io';
 
 /**
  * Exact dedup fans out like the other stages: keys per batch (parallel), one join over the keys alone (small: a key
@@ -25,18 +25,36 @@ export function exactDedupKey(text: string): string {
  * each later copy goes to the rejected partitions naming the document it repeats.
  */
 
-/** Step 1, per batch: each document's key and id, in order, as gzip JSON lines `[key, id]`. */
+/** The worker threads that compute exact-dedup keys: the dedup pool's, which read byte ranges of a partition file. */
+export interface ExactKeyPool {
+  exactKeys(file: string, start: number, end: number): Promise<ExactKeys>;
+}
+
+/** Bytes of a decompressed partition per key job: enough work to outweigh a job's round trip to a thread. */
+const KEY_RANGE_BYTES = 1 << 20;
+
+/**
+ * Step 1, per batch: each document's key and id, in order, as gzip JSON lines `[key, id]`. Normalizing and hashing
+ * run on the pool's threads, a partition's byte ranges at once, so one worker process keys on every core it has.
+ */
 export async function exactDedupKeys(input: {
   store: TieredStore;
   uri: string;
   input: ArtifactRef;
+  pool: ExactKeyPool;
   onProgress?: (documents: number) => void;
 }): Promise<(ArtifactRef & { documents: number }) | null> {
   const writer = new PartitionWriter(input.store, input.uri, { maxRecords: Infinity, maxBytes: Infinity });
   let documents = 0;
-  for await (const doc of readStageDocuments(input.store, [input.input])) {
-    await writer.write([exactDedupKey(doc.text), doc.id]);
-    if (++documents % 1000 === 0) input.onProgress?.(documents);
+  for (const partition of await stagePartitions(input.store, [input.input])) {
+    const ranges = await withLocalPartition(input.store, partition, KEY_RANGE_BYTES, (file, cuts) =>
+      Promise.all(cuts.map(({ start, end }) => input.pool.exactKeys(file, start, end))),
+    );
+    for (const { keys, ids } of ranges) {
+      for (let i = 0; i < keys.length; i++) await writer.write([keys[i], ids[i]]);
+      documents += keys.length;
+      input.onProgress?.(documents);
+    }
   }
   const [written] = await writer.finish();
   return written ? { uri: written.uri, sha256: written.sha256, bytes: written.bytes, documents } : null;

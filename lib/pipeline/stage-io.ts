@@ -1,3 +1,8 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import type { Document, RejectedDocument } from '../document/schema';
 import type { StageStats } from '../contracts/pipeline-results';
 import { decodeJsonlGz } from '../document/jsonl-partition';
@@ -29,6 +34,30 @@ export async function stagePartitions(store: TieredStore, stages: readonly Artif
   const out: ArtifactRef[] = [];
   for (const ref of stages) out.push(...(await readManifest(store, ref)).objects);
   return out;
+}
+
+/**
+ * Runs `work` on a partition decompressed to a local JSON-lines file (removed after), cut into byte ranges of at
+ * most `rangeBytes`: for worker threads that read their own range of it (near-dup signing, exact-dedup keys).
+ */
+export async function withLocalPartition<T>(
+  store: TieredStore,
+  partition: ArtifactRef,
+  rangeBytes: number,
+  work: (file: string, ranges: { start: number; end: number }[]) => Promise<T>,
+): Promise<T> {
+  const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'flywheel-partition-'));
+  try {
+    const file = path.join(dir, 'partition.jsonl');
+    await pipeline(await openVerified(store, partition), createGunzip(), fs.createWriteStream(file));
+    const size = (await fs.promises.stat(file)).size;
+    const ranges: { start: number; end: number }[] = [];
+    for (let start = 0; start < size; start += rangeBytes)
+      ranges.push({ start, end: Math.min(start + rangeBytes, size) });
+    return await work(file, ranges);
+  } finally {
+    await fs.promises.rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** Stores `body` at `uri` and returns its reference, as a manifest lists it. */

@@ -2,6 +2,7 @@ import type { CollectReach } from '../collect/context';
 import type { FilterPool } from '../quality/filter-pool';
 import type { TieredStore } from '../storage/tiered-store';
 import type { TokenizerPool } from '../tokenize/pool';
+import type { ExactKeyPool } from './exact-dedup-stage';
 import type { ChunkSigningPool } from './near-dedup';
 import type { StageCursor } from './stage-io';
 import { runFolder, type RunKey } from './stage-output';
@@ -24,8 +25,8 @@ export interface StepEnv {
   checkpoint(cursor: StageCursor): void;
   /** Where collection may read. */
   reach: CollectReach;
-  /** The process's worker threads that sign for near dedup, those that tokenize, and those that filter. */
-  dedupPool(): ChunkSigningPool;
+  /** The process's worker threads for dedup (near-dup signatures, exact keys), those that tokenize, those that filter. */
+  dedupPool(): ChunkSigningPool & ExactKeyPool;
   tokenizerPool(): TokenizerPool;
   filterPool(): FilterPool;
 }

@@ -135,7 +135,8 @@ export const pipelineSteps = {
         store: env.store,
         uri: env.folder,
         input: input.input,
-        onProgress: (documents) => env.heartbeat({ stage: 'dedup-keys', batch: input.batch, documents }),
+        pool: env.dedupPool(),
+        onProgress: (documents) => env.progress({ stage: 'dedup-keys', batch: input.batch, documents }),
       }),
   }),
 

@@ -1,8 +1,3 @@
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import {
   emptyPartition,
   encodeBandRun,
@@ -20,11 +15,11 @@ import {
   type SignedChunk,
 } from '../../dedup';
 import { mapLimit } from '../../common/map-limit';
-import { commitManifest, findCommittedManifest, openVerified, readManifest } from '../../storage/manifest';
+import { commitManifest, findCommittedManifest, readManifest } from '../../storage/manifest';
 import type { ArtifactRef } from '../../storage/manifest';
 import type { TieredStore } from '../../storage/tiered-store';
 import { STAGE_EPOCH } from '../stage-output';
-import { putArtifact } from '../stage-io';
+import { putArtifact, withLocalPartition } from '../stage-io';
 import { readAgainstUnit } from './against';
 import { bandFile, signatureFolder, SHINGLES_FILE } from './layout';
 import type { NearDedupPlan } from './plan';
@@ -108,11 +103,7 @@ async function signPartition(
   onProgress?: (documents: number) => void,
 ): Promise<{ part: PartitionSignatures; ids: string[]; shingles?: PackedShingles }> {
   // The pool's workers read byte ranges of a local JSON-lines file: a document record is a line {"id", "text", ...}.
-  const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'flywheel-near-dedup-'));
-  try {
-    const file = path.join(dir, 'partition.jsonl');
-    await pipeline(await openVerified(store, partition), createGunzip(), fs.createWriteStream(file));
-    const size = (await fs.promises.stat(file)).size;
+  return withLocalPartition(store, partition, SIGN_CHUNK_BYTES, async (file, ranges) => {
     const settings: ChunkSettings = {
       minhash: options.minhash,
       lsh: options.lsh,
@@ -120,9 +111,7 @@ async function signPartition(
       // Exact verification reads the candidates' shingle sets in the join step: each unit keeps its documents'.
       shingles: options.verification === 'exact',
     };
-    const jobs: Promise<SignedChunk>[] = [];
-    for (let start = 0; start < size; start += SIGN_CHUNK_BYTES)
-      jobs.push(pool.sign(settings, file, start, Math.min(start + SIGN_CHUNK_BYTES, size)));
+    const jobs = ranges.map(({ start, end }) => pool.sign(settings, file, start, end));
     let documents = 0;
     for (const job of jobs)
       void job.then(
@@ -135,9 +124,7 @@ async function signPartition(
       return s.value;
     });
     return joinChunks(chunks, options.minhash.numPerm);
-  } finally {
-    await fs.promises.rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 /** Signed chunks, in order, as one partition's signatures, ids and (when signed with them) shingle sets. */
