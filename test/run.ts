@@ -35,11 +35,33 @@ async function main(): Promise<number> {
     FLYWHEEL_TEST_S3_CHECKSUMS: s3.checksums,
   };
   const code = await new Promise<number>((resolve) => {
+    // Its own process group, so the whole run (the test files' processes too) can be stopped at once.
     const child = spawn(process.execPath, ['--require', 'tsx/cjs', '--test', ...files], {
       stdio: 'inherit',
       env,
+      detached: true,
     });
-    child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
+    const stopAll = (signal: NodeJS.Signals) => {
+      try {
+        process.kill(-child.pid!, signal);
+      } catch {
+        // already gone
+      }
+    };
+    const forward = (signal: NodeJS.Signals) => () => stopAll(signal);
+    process.on('SIGINT', forward('SIGINT')).on('SIGTERM', forward('SIGTERM'));
+    // A test has its own timeout, but a test file that never exits after its last test would hang the run silently.
+    const limitS = Number(process.env.FLYWHEEL_TEST_RUN_TIMEOUT_S ?? 3600);
+    const watchdog = setTimeout(() => {
+      console.error(
+        `[flywheel test] the run is still going after ${limitS} s (FLYWHEEL_TEST_RUN_TIMEOUT_S): stopping it`,
+      );
+      stopAll('SIGKILL');
+    }, limitS * 1000);
+    child.on('exit', (c, signal) => {
+      clearTimeout(watchdog);
+      resolve(c ?? (signal ? 1 : 0));
+    });
   });
   await s3.stop();
   await temporal.stop();

@@ -41,21 +41,16 @@ export async function startSharedTemporal(dbFile: string): Promise<SharedTempora
   return { address, kind, stop: () => env.teardown() };
 }
 
-let runtimeInstalled = false;
-
 /**
- * Worker logs at WARN in tests, so the runner's output stays readable. The SDK shuts a runtime down when its last
- * in-process worker or native connection closes; a suite that makes none (its workers are child processes) would
- * leave this one holding the file's process open, so it is shut down after the suite that installed it.
+ * Worker logs at WARN in tests, so the runner's output stays readable. Set as the SDK's default runtime options rather
+ * than installed: the SDK creates the runtime on first use (an in-process worker or native connection) and shuts it
+ * down when the last one closes, so a suite whose workers are child processes never holds one open.
  */
 function quietTestRuntime(): void {
-  if (runtimeInstalled) return;
-  runtimeInstalled = true;
-  const runtime = Runtime.install({
+  Runtime.defaultOptions = {
     logger: flywheelLogger('WARN'),
     telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} } },
-  });
-  after(() => runtime.shutdown());
+  };
 }
 
 let shared: Promise<string> | undefined;
