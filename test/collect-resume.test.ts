@@ -140,6 +140,66 @@ describe('collect and filter batches resume from their cursor', () => {
       );
     }
   });
+  it('counts the WARC records it passes over once, from whichever boundary it resumes', async () => {
+    const clean = tempStore();
+    const input = path.join(clean.dir, 'warc');
+    fs.mkdirSync(input);
+    // 35 text/plain pages, each after its request record, with a redirect after every fifth: 10 documents per
+    // partition puts boundaries between pages whose neighbours are passed over.
+    const record = (type: string, uri: string, n: number, block: string) => {
+      const head = [
+        'WARC/1.0',
+        `WARC-Type: ${type}`,
+        `WARC-Target-URI: ${uri}`,
+        'WARC-Date: 2024-03-01T10:00:00Z',
+        `WARC-Record-ID: <urn:uuid:00000000-0000-0000-0000-${String(n).padStart(12, '0')}>`,
+        `Content-Type: application/http; msgtype=${type}`,
+        `Content-Length: ${Buffer.byteLength(block)}`,
+      ].join('\r\n');
+      return `${head}\r\n\r\n${block}\r\n\r\n`;
+    };
+    const http = (status: string, body: string) =>
+      `HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    let warc = '';
+    for (let i = 0; i < 35; i++) {
+      const uri = `https://example.com/page-${i}`;
+      warc += record('request', uri, 3 * i, `GET /page-${i} HTTP/1.1\r\nHost: example.com\r\n\r\n`);
+      warc += record(
+        'response',
+        uri,
+        3 * i + 1,
+        http('200 OK', `Page ${i}. ${chapters[i % chapters.length].slice(0, 300)}`),
+      );
+      if (i % 5 === 4) warc += record('response', `${uri}/old`, 3 * i + 2, http('301 Moved Permanently', ''));
+    }
+    fs.writeFileSync(path.join(input, 'crawl.warc'), warc);
+    const cursors: StageCursor[] = [];
+    const expected = await stored(
+      clean.store,
+      await collect(clean.store, input, { onCheckpoint: (c) => cursors.push(structuredClone(c)) }),
+    );
+    assert.equal(expected.stats.kept, 35);
+    assert.deepEqual(expected.stats.skipped, { 'warc.request': 35, 'warc.response_3xx': 7 });
+    assert.ok(cursors.length >= 3, `${cursors.length} boundaries`);
+    for (let k = 1; k <= cursors.length; k++) {
+      const run = tempStore();
+      let seen = 0;
+      let resumeFrom: StageCursor | undefined;
+      await assert.rejects(
+        collect(run.store, input, {
+          onCheckpoint: (c) => {
+            if (++seen < k) return;
+            resumeFrom = structuredClone(c);
+            throw new Error('killed');
+          },
+        }),
+        /killed/,
+      );
+      const out = await collect(run.store, input, { resumeFrom });
+      assert.deepEqual(await stored(run.store, out), expected, `from record ${resumeFrom!.record}`);
+    }
+  });
+
   it("filterBatch resumes the same way: any boundary gives the clean run's records and stats", async () => {
     const base = tempStore();
     const input = writeInputs(base.dir);

@@ -31,7 +31,8 @@ export interface ReadUnitOptions {
   startAt?: number;
   /**
    * Told of each record passed over as not a document (see RawSkipped: a WARC request, a redirect), as it is read:
-   * before the event that follows it. Such records take no ordinal and are not events.
+   * before the event that follows it. Such records take no ordinal and are not events; like events, those before
+   * `startAt` are not told.
    */
   onSkipped?: (what: string) => void;
 }

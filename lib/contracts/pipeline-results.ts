@@ -21,8 +21,14 @@ export function emptyStats(): StageStats {
   return { input: 0, kept: 0, dropped: {}, keptBytes: 0 };
 }
 
-export function countDrop(stats: StageStats, reason: string): void {
-  stats.dropped[reason] = (stats.dropped[reason] ?? 0) + 1;
+export function countDrop(stats: StageStats, reason: string, n = 1): void {
+  stats.dropped[reason] = (stats.dropped[reason] ?? 0) + n;
+}
+
+/** Counts a record passed over as not a document (StageStats.skipped). */
+export function countSkipped(stats: StageStats, what: string, n = 1): void {
+  stats.skipped ??= {};
+  stats.skipped[what] = (stats.skipped[what] ?? 0) + n;
 }
 
 export function mergeStats(all: readonly StageStats[]): StageStats {
@@ -31,9 +37,8 @@ export function mergeStats(all: readonly StageStats[]): StageStats {
     out.input += s.input;
     out.kept += s.kept;
     out.keptBytes += s.keptBytes;
-    for (const [reason, n] of Object.entries(s.dropped)) out.dropped[reason] = (out.dropped[reason] ?? 0) + n;
-    for (const [what, n] of Object.entries(s.skipped ?? {}))
-      out.skipped = { ...out.skipped, [what]: (out.skipped?.[what] ?? 0) + n };
+    for (const [reason, n] of Object.entries(s.dropped)) countDrop(out, reason, n);
+    for (const [what, n] of Object.entries(s.skipped ?? {})) countSkipped(out, what, n);
   }
   return out;
 }

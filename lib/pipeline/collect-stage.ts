@@ -3,7 +3,7 @@ import type { ArtifactRef } from '../storage/manifest';
 import { ChecksumMismatch } from '../storage/errors';
 import { sha256Hex } from '../storage/hashing';
 import type { TieredStore } from '../storage/tiered-store';
-import { countDrop, emptyStats } from '../contracts/pipeline-results';
+import { countDrop, countSkipped, emptyStats } from '../contracts/pipeline-results';
 import { planSource, readUnit, splitUnits, type CollectContext, type CollectReach, type SourceUnit } from '../collect';
 import type { SourceSpec } from '../collect/source-spec';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -50,7 +50,7 @@ function batchCount(plan: CollectionPlan): number {
  * budgets grow until the plan fits. Batches cover the units in order, so the dataset is the same however they fall.
  *
  * The batches are then evened out: among the groupings into as many batches, the one whose largest batch is smallest
- * (the budget is searched down from `unitBytes`). Filling each batch to the budget would leave a small last one, and
+ * (the smallest budget, at most the one that fit, that still gives that many). Filling each batch to the budget would leave a small last one, and
  * a stage is as slow as its largest batch: eight 12.6 MB files under 64 MiB became 63 + 38 MB, one core idle for the
  * last 40% of each stage, where 50 + 50 MB keeps both busy.
  */
@@ -204,7 +204,7 @@ export async function collectBatch(
     // Records passed over are not records of the cursor (which counts documents and quarantine records): one passed
     // over before the resumed-from record is already in the cursor's stats.
     const onSkipped = (what: string) => {
-      if (skip === 0) stats.skipped = { ...stats.skipped, [what]: (stats.skipped?.[what] ?? 0) + 1 };
+      if (skip === 0) countSkipped(stats, what);
     };
     for await (const event of readUnit(units[u], ctx, { onSkipped })) {
       record += 1;

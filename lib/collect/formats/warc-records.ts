@@ -18,10 +18,22 @@ const TEXT_TYPES = new Set(['text/plain']);
  */
 const MAX_RETAINED_BYTES = 64 * 1024 * 1024;
 
+/** The record types of WARC 1.1; any other is counted as `warc.other`. */
+const WARC_TYPES = new Set([
+  'warcinfo',
+  'response',
+  'resource',
+  'request',
+  'metadata',
+  'revisit',
+  'conversion',
+  'continuation',
+]);
+
 /**
  * Reads a WARC file (.warc, or .warc.gz with one gzip member per record as Common Crawl writes it) record by record
  * through warcio's WARCParser, streaming. `response` records with an HTML payload become documents of the page's main
- * text (html-text.ts), text/plain ones documents of their text; other record types are skipped. A payload of another
+ * text (html-text.ts), text/plain ones documents of their text; other records are passed over (RawSkipped). A payload of another
  * type, an unknown charset, a record whose WARC header does not parse, a gzip member that is corrupt or cut short are
  * quarantined with the byte offset of their record (of its gzip member), and reading goes on from the next record
  * found after it.
@@ -75,7 +87,8 @@ export async function* readWarc(
       bytes.release(offset);
       if (record.warcType !== 'response') {
         // warcinfo, request, metadata, revisit, ...: counted by type in the stage's stats.
-        yield { kind: 'skipped', what: `warc.${record.warcType}`, position: { offset } };
+        const type = WARC_TYPES.has(record.warcType) ? record.warcType : 'other'; // the file names it: a bounded set
+        yield { kind: 'skipped', what: `warc.${type}`, position: { offset } };
         continue;
       }
       const payload = await readPayload(record, pageLimit);
@@ -98,7 +111,7 @@ export async function* readWarc(
       const status = Number(record.httpHeaders?.statusCode);
       if (!(status >= 200 && status < 300)) {
         // Redirects and errors: what the server said, not a page; counted by status class (warc.response_3xx).
-        const what = Number.isFinite(status) ? `${Math.floor(status / 100)}xx` : 'without_status';
+        const what = status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
         yield { kind: 'skipped', what: `warc.response_${what}`, position: { offset } };
         continue;
       }
