@@ -202,7 +202,7 @@ describe('lid.176 in TypeScript (lid176.ts) against the WebAssembly model', () =
     assert.ok(bitIdentical >= 0.99 * texts.length, `${bitIdentical} of ${texts.length} bit for bit`);
   });
 
-  it('splits words as fastText does: its whitespace, its end-of-sentence token, long and non-ASCII words', async () => {
+  it('splits words as fastText does: its whitespace, a newline or its end-of-sentence token ending the line, long and non-ASCII words', async () => {
     const word = fc.oneof(
       fc.constantFrom(
         'the',
@@ -222,7 +222,7 @@ describe('lid.176 in TypeScript (lid176.ts) against the WebAssembly model', () =
       fc.string({ unit: 'grapheme', minLength: 1, maxLength: 8 }),
       fc.constant('x'.repeat(300)),
     );
-    const gap = fc.constantFrom(' ', '  ', '\t', '\v', '\f', '\r', '\0', ' \u00a0 ');
+    const gap = fc.constantFrom(' ', '  ', '\t', '\v', '\f', '\r', '\0', ' \u00a0 ', '\n', ' \n\n');
     const line = fc.array(fc.tuple(word, gap), { minLength: 1, maxLength: 40 }).map((parts) => parts.flat().join(''));
     await fc.assert(
       fc.asyncProperty(line, async (text) => {

@@ -46,8 +46,9 @@ const LONE_SURROGATE = /\p{Cs}/u;
  * How far the TypeScript prediction must be from every boundary that decides the output to stand without the
  * WebAssembly model. Its float32 arithmetic is fastText's; its exp and log may differ in the last bit. In the tree
  * search (log-probabilities down to log 1e-5 ≈ −11.5, where a float32's last bit is about 1e-6) every comparison
- * must be 1e-5 apart. The probability (against `minScore` and the 4th-decimal rounding step) must be 1e-6 away: on
- * the test documents it never differed from fastText's by more than 9e-8.
+ * must be 1e-5 apart. The probability (against `minScore` and the 4th-decimal rounding step) must be 1e-6 away: a
+ * bound measured, not proven (on 9,852 real documents it never differed from fastText's by more than 9e-8, one and a
+ * half float32 steps), held by the tests, which fail on a difference of 2e-7.
  */
 const SEARCH_MARGIN = 1e-5;
 const PROBABILITY_MARGIN = 1e-6;

@@ -330,8 +330,8 @@ export class Lid176 {
   }
 
   /**
-   * The best label of one line as fastText's `predict(line, 1, 0)` gives it (the line ends with fastText's
-   * end-of-sentence token, as its one-line predict adds; a newline inside separates words as a space does), with its
+   * The best label of one line as fastText's `predict(line, 1, 0)` gives it (its one-line predict adds a newline, which
+   * reads as the end-of-sentence token: the line ends at its first newline, as in fastText), with its
    * probability; undefined when nothing of the line is in the model. `margin`: the smallest gap, in log-probability,
    * of any comparison the tree search made (the search is fastText's, pruning included, so where every gap is wider
    * than the last-bit error of exp and log, fastText made the same comparisons and found the same leaf).
@@ -353,11 +353,17 @@ export class Lid176 {
         hash = Math.imul(hash ^ c, 16777619);
         continue;
       }
-      if (start < 0) continue;
-      inputs += this.addWord(line, start, i, hash);
-      // Dictionary::getLine stops at the end-of-sentence token.
-      ended = i - start === EOS.length && line.startsWith(EOS, start);
-      start = -1;
+      if (start >= 0) {
+        inputs += this.addWord(line, start, i, hash);
+        // Dictionary::getLine stops at the end-of-sentence token.
+        ended = i - start === EOS.length && line.startsWith(EOS, start);
+        start = -1;
+      }
+      // readWord turns a newline into the end-of-sentence token (after the word it ends): the line stops there.
+      if (c === 10 && !ended) {
+        inputs += this.addWord(EOS, 0, EOS.length, EOS_HASH);
+        ended = true;
+      }
     }
     if (!ended) inputs += this.addWord(EOS, 0, EOS.length, EOS_HASH);
     if (inputs === 0) return undefined;
