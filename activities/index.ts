@@ -11,7 +11,7 @@ import { createStorageLifecycleActivities } from './storage-lifecycle';
 /** The store, and the folders, buckets and hosts collection may read (each unrestricted when left out). */
 export interface ActivityDeps extends CollectReach {
   store: TieredStore;
-  /** Threads of the process's tokenizer and near-dup signing pools; the CPUs it may use when left out. */
+  /** Threads of the process's filter, dedup and tokenizer pools; the CPUs it may use when left out. */
   threads?: number;
 }
 

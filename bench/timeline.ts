@@ -29,7 +29,8 @@ const seconds = (t: { seconds?: unknown; nanos?: number | null } | null | undefi
 
 /**
  * Reads a finished workflow's history and lays its activities out in time: which stage ran when and how many
- * activities overlapped. The benches print it under their figures, so a missed busy-share target says where the idle
+ * activities overlapped. The history holds each activity's last attempt only (a retried attempt's time is not
+ * counted), and its wall time runs from the first event to the last. The benches print it under their figures, so a missed busy-share target says where the idle
  * cores were (a barrier between stages, one long activity, scheduling).
  */
 export async function activityTimeline(client: Client, workflowId: string, slots = 2): Promise<Timeline> {

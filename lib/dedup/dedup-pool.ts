@@ -10,8 +10,9 @@ type Waiting = { resolve: (reply: WorkerReply) => void; reject: (e: Error) => vo
 const shared = new Map<number, DedupPool>();
 
 /**
- * The command's worker threads, or the calling thread when size = 0: they sign byte ranges of the input, join bands
- * and write kept lines. Workers run the same TypeScript source: worker threads do not inherit tsx's loader, so a
+ * Dedup's worker threads, or the calling thread when size = 0: for `flywheel dedup` they sign byte ranges of the
+ * input, join bands and write kept lines; for the pipeline they sign partitions' byte ranges and compute their
+ * exact-dedup keys. Workers run the same TypeScript source: worker threads do not inherit tsx's loader, so a
  * .ts worker gets `--require tsx/cjs` explicitly. Idle workers do not keep the process alive.
  */
 export class DedupPool {

@@ -14,7 +14,7 @@ import {
   readStageDocuments,
   stagePartitions,
   stageWriters,
-  withLocalPartition,
+  mapPartitionRanges,
   type PartitionLimits,
 } from './stage-io';
 
@@ -30,9 +30,6 @@ export interface ExactKeyPool {
   exactKeys(file: string, start: number, end: number): Promise<ExactKeys>;
 }
 
-/** Bytes of a decompressed partition per key job: enough work to outweigh a job's round trip to a thread. */
-const KEY_RANGE_BYTES = 1 << 20;
-
 /**
  * Step 1, per batch: each document's key and id, in order, as gzip JSON lines `[key, id]`. Normalizing and hashing
  * run on the pool's threads, a partition's byte ranges at once, so one worker process keys on every core it has.
@@ -47,8 +44,8 @@ export async function exactDedupKeys(input: {
   const writer = new PartitionWriter(input.store, input.uri, { maxRecords: Infinity, maxBytes: Infinity });
   let documents = 0;
   for (const partition of await stagePartitions(input.store, [input.input])) {
-    const ranges = await withLocalPartition(input.store, partition, KEY_RANGE_BYTES, (file, cuts) =>
-      Promise.all(cuts.map(({ start, end }) => input.pool.exactKeys(file, start, end))),
+    const ranges = await mapPartitionRanges(input.store, partition, (file, start, end) =>
+      input.pool.exactKeys(file, start, end),
     );
     for (const { keys, ids } of ranges) {
       for (let i = 0; i < keys.length; i++) await writer.write([keys[i], ids[i]]);

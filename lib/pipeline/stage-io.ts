@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { mapLimit } from '../common/map-limit';
 import type { Document, RejectedDocument } from '../document/schema';
 import type { StageStats } from '../contracts/pipeline-results';
 import { decodeJsonlGz } from '../document/jsonl-partition';
@@ -36,25 +37,30 @@ export async function stagePartitions(store: TieredStore, stages: readonly Artif
   return out;
 }
 
+/** Bytes of a decompressed partition per thread job: enough work to outweigh a job's round trip to a thread. */
+const PARTITION_RANGE_BYTES = 1 << 20;
+
 /**
- * Runs `work` on a partition decompressed to a local JSON-lines file (removed after), cut into byte ranges of at
- * most `rangeBytes`: for worker threads that read their own range of it (near-dup signing, exact-dedup keys).
+ * Runs `job` on every byte range (about 1 MiB, a line belongs to the range it starts in) of a partition decompressed
+ * to a local JSON-lines file, all at once, for worker threads that read their own range of it (near-dup signing,
+ * exact-dedup keys); results in range order. On a failure the other jobs are awaited before the file is removed and
+ * the first failure thrown (mapLimit's rule).
  */
-export async function withLocalPartition<T>(
+export async function mapPartitionRanges<T>(
   store: TieredStore,
   partition: ArtifactRef,
-  rangeBytes: number,
-  work: (file: string, ranges: { start: number; end: number }[]) => Promise<T>,
-): Promise<T> {
+  job: (file: string, start: number, end: number) => Promise<T>,
+): Promise<T[]> {
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'flywheel-partition-'));
   try {
     const file = path.join(dir, 'partition.jsonl');
     await pipeline(await openVerified(store, partition), createGunzip(), fs.createWriteStream(file));
     const size = (await fs.promises.stat(file)).size;
-    const ranges: { start: number; end: number }[] = [];
-    for (let start = 0; start < size; start += rangeBytes)
-      ranges.push({ start, end: Math.min(start + rangeBytes, size) });
-    return await work(file, ranges);
+    const starts: number[] = [];
+    for (let start = 0; start < size; start += PARTITION_RANGE_BYTES) starts.push(start);
+    return await mapLimit(starts, Math.max(1, starts.length), (start) =>
+      job(file, start, Math.min(start + PARTITION_RANGE_BYTES, size)),
+    );
   } finally {
     await fs.promises.rm(dir, { recursive: true, force: true });
   }

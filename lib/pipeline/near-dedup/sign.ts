@@ -19,7 +19,7 @@ import { commitManifest, findCommittedManifest, readManifest } from '../../stora
 import type { ArtifactRef } from '../../storage/manifest';
 import type { TieredStore } from '../../storage/tiered-store';
 import { STAGE_EPOCH } from '../stage-output';
-import { putArtifact, withLocalPartition } from '../stage-io';
+import { mapPartitionRanges, putArtifact } from '../stage-io';
 import { readAgainstUnit } from './against';
 import { bandFile, signatureFolder, SHINGLES_FILE } from './layout';
 import type { NearDedupPlan } from './plan';
@@ -29,8 +29,6 @@ import { nearDedupOptions, READ_CONCURRENCY, type NearDedupStepInput } from './s
 export interface ChunkSigningPool {
   sign(settings: ChunkSettings, file: string, start: number, end: number): Promise<SignedChunk>;
 }
-
-const SIGN_CHUNK_BYTES = 1 << 20;
 
 const hashers = new Map<string, MinHasher>();
 
@@ -103,28 +101,20 @@ async function signPartition(
   onProgress?: (documents: number) => void,
 ): Promise<{ part: PartitionSignatures; ids: string[]; shingles?: PackedShingles }> {
   // The pool's workers read byte ranges of a local JSON-lines file: a document record is a line {"id", "text", ...}.
-  return withLocalPartition(store, partition, SIGN_CHUNK_BYTES, async (file, ranges) => {
-    const settings: ChunkSettings = {
-      minhash: options.minhash,
-      lsh: options.lsh,
-      exactField: undefined,
-      // Exact verification reads the candidates' shingle sets in the join step: each unit keeps its documents'.
-      shingles: options.verification === 'exact',
-    };
-    const jobs = ranges.map(({ start, end }) => pool.sign(settings, file, start, end));
-    let documents = 0;
-    for (const job of jobs)
-      void job.then(
-        (c) => onProgress?.((documents += c.count)),
-        () => undefined,
-      );
-    const settled = await Promise.allSettled(jobs);
-    const chunks = settled.map((s) => {
-      if (s.status === 'rejected') throw s.reason;
-      return s.value;
-    });
-    return joinChunks(chunks, options.minhash.numPerm);
+  const settings: ChunkSettings = {
+    minhash: options.minhash,
+    lsh: options.lsh,
+    exactField: undefined,
+    // Exact verification reads the candidates' shingle sets in the join step: each unit keeps its documents'.
+    shingles: options.verification === 'exact',
+  };
+  let documents = 0;
+  const chunks = await mapPartitionRanges(store, partition, async (file, start, end) => {
+    const chunk = await pool.sign(settings, file, start, end);
+    onProgress?.((documents += chunk.count));
+    return chunk;
   });
+  return joinChunks(chunks, options.minhash.numPerm);
 }
 
 /** Signed chunks, in order, as one partition's signatures, ids and (when signed with them) shingle sets. */
