@@ -54,6 +54,28 @@ async function collect(store: TieredStore, input: string, extra: Partial<Paramet
 }
 
 /**
+ * A collect batch killed at its k-th boundary (its partitions so far left in a fresh store), then run again from the
+ * cursor it saved there: the store, the cursor and the resumed run's output.
+ */
+async function killedAndResumed(input: string, k: number) {
+  const run = tempStore();
+  let seen = 0;
+  let resumeFrom: StageCursor | undefined;
+  await assert.rejects(
+    collect(run.store, input, {
+      onCheckpoint: (c) => {
+        if (++seen < k) return;
+        resumeFrom = structuredClone(c);
+        throw new Error('killed');
+      },
+    }),
+    /killed/,
+  );
+  assert.ok(resumeFrom, `a boundary ${k}`);
+  return { run, resumeFrom, out: await collect(run.store, input, { resumeFrom }) };
+}
+
+/**
  * What a stage output stored, comparable across runs: every kept and rejected record in partition order, without
  * `added` (the wall-clock time a document entered the pipeline), and the stats.
  */
@@ -119,24 +141,11 @@ describe('collect and filter batches resume from their cursor', () => {
       'some boundary falls inside the second file',
     );
     for (let k = 1; k <= cursors.length; k++) {
-      const run = tempStore();
-      let seen = 0;
-      let resumeFrom: StageCursor | undefined;
-      await assert.rejects(
-        collect(run.store, input, {
-          onCheckpoint: (c) => {
-            if (++seen < k) return;
-            resumeFrom = structuredClone(c);
-            throw new Error('killed');
-          },
-        }),
-        /killed/,
-      );
-      const out = await collect(run.store, input, { resumeFrom });
+      const { run, resumeFrom, out } = await killedAndResumed(input, k);
       assert.deepEqual(
         await stored(run.store, out),
         expected,
-        `from unit ${resumeFrom!.unit}, record ${resumeFrom!.record}`,
+        `from unit ${resumeFrom.unit}, record ${resumeFrom.record}`,
       );
     }
   });
@@ -182,21 +191,8 @@ describe('collect and filter batches resume from their cursor', () => {
     assert.deepEqual(expected.stats.skipped, { 'warc.request': 35, 'warc.response_3xx': 7 });
     assert.ok(cursors.length >= 3, `${cursors.length} boundaries`);
     for (let k = 1; k <= cursors.length; k++) {
-      const run = tempStore();
-      let seen = 0;
-      let resumeFrom: StageCursor | undefined;
-      await assert.rejects(
-        collect(run.store, input, {
-          onCheckpoint: (c) => {
-            if (++seen < k) return;
-            resumeFrom = structuredClone(c);
-            throw new Error('killed');
-          },
-        }),
-        /killed/,
-      );
-      const out = await collect(run.store, input, { resumeFrom });
-      assert.deepEqual(await stored(run.store, out), expected, `from record ${resumeFrom!.record}`);
+      const { run, resumeFrom, out } = await killedAndResumed(input, k);
+      assert.deepEqual(await stored(run.store, out), expected, `from record ${resumeFrom.record}`);
     }
   });
 
