@@ -56,7 +56,7 @@ export class Lid176 {
   private readonly slotLength = new Int32Array(WORD_SLOTS);
   private readonly slotRows = new Int32Array(WORD_SLOTS);
   private readonly slotRowCount = new Int32Array(WORD_SLOTS);
-  private words_ = 0;
+  private wordsHeld = 0;
   private text = new Uint16Array(1 << 20);
   private textUsed = 0;
   private rowPool = new Int32Array(1 << 20);
@@ -195,7 +195,7 @@ export class Lid176 {
     }
     const rows = this.computeRows(line.slice(start, end));
     if (length > 256) return this.addRows(rows, 0, rows.length);
-    if (this.words_ >= WORD_SLOTS / 2 || this.textUsed + length > this.text.length) this.forget();
+    if (this.wordsHeld >= WORD_SLOTS / 2 || this.textUsed + length > this.text.length) this.forget();
     if (this.rowsUsed + rows.length > this.rowPool.length) {
       const grown = new Int32Array(2 * (this.rowsUsed + rows.length));
       grown.set(this.rowPool.subarray(0, this.rowsUsed));
@@ -213,13 +213,13 @@ export class Lid176 {
     this.slotRowCount[slot] = rows.length;
     this.rowPool.set(rows, this.rowsUsed);
     this.rowsUsed += rows.length;
-    this.words_ += 1;
+    this.wordsHeld += 1;
     return this.addRows(rows, 0, rows.length);
   }
 
   private forget(): void {
     this.slotHash.fill(0);
-    this.words_ = 0;
+    this.wordsHeld = 0;
     this.textUsed = 0;
     this.rowsUsed = 0;
   }
