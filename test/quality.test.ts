@@ -6,7 +6,8 @@ import { sampleCorpus } from '../lib/collect';
 import { QualitySpec, QualityStats, filterDocument, type FilterResult, type QualitySpecInput } from '../lib/quality';
 import { duplicateNGramCharCount, topNGramCharCount } from '../lib/quality/gopher-repetition';
 import { countSentences, wordTokens } from '../lib/quality/text-units';
-import { SPACY_RULES } from '../lib/quality/spacy-tokenizer';
+import { SPACY_RULES, isPythonSpace, spacyWords } from '../lib/quality/spacy-tokenizer';
+import { FNV_START, SubstringTable, fnvStep } from '../lib/quality/substring-table';
 import { InvalidSpec } from '../lib/contracts/invalid-spec';
 
 const doc = (text: string): Document => ({
@@ -460,6 +461,64 @@ describe('words and sentences', () => {
       ],
     ];
     for (const [text, tokens] of cases) assert.deepEqual(wordTokens(text), tokens, text);
+  });
+
+  it("cuts chunks at Python's whitespace: JavaScript's \\s without U+FEFF, with U+001C–U+001F and U+0085", () => {
+    for (let c = 0; c <= 0xffff; c++) {
+      const unit = String.fromCharCode(c);
+      const python = (/\s/.test(unit) && c !== 0xfeff) || (c >= 0x1c && c <= 0x1f) || c === 0x85;
+      assert.equal(isPythonSpace(c), python, `U+${c.toString(16)}`);
+    }
+  });
+
+  it('tokenizes the same once its table of chunks seen has been emptied and filled again', () => {
+    const text = 'Call me Ishmael. Some years ago—never mind how long precisely—having little money... (U.S.A.) "No!"';
+    const before = spacyWords(text);
+    // 300,000 distinct chunks, more than the table holds; each chunk's tokens are those it has alone.
+    const chunks = Array.from(
+      { length: 300_000 },
+      (_, i) => `${i % 3 === 0 ? '"' : ''}w${i.toString(36)}${i % 2 ? ',' : '.'}`,
+    );
+    const all = spacyWords(chunks.join(' '));
+    assert.deepEqual(
+      all,
+      chunks.flatMap((c) => spacyWords(c)),
+    );
+    assert.deepEqual(spacyWords('"w0. w1, "w3.'), ['"', 'w0', '.', 'w1', ',', '"', 'w3', '.']);
+    assert.deepEqual(spacyWords(text), before);
+  });
+
+  it('looks substrings up as a Map of their text does, across clears', () => {
+    const hash = (text: string, start: number, end: number) => {
+      let h = FNV_START;
+      for (let i = start; i < end; i++) h = fnvStep(h, text.charCodeAt(i));
+      return h;
+    };
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.string({ maxLength: 6, unit: 'binary' }), fc.nat(3)), { maxLength: 300 }),
+        (ops) => {
+          const table = new SubstringTable(16, 40);
+          const model = new Map<string, number>();
+          ops.forEach(([word, pad], value) => {
+            const text = '·'.repeat(pad) + word + '·';
+            const start = pad;
+            const end = pad + word.length;
+            const h = hash(text, start, end);
+            assert.equal(table.get(text, start, end, h), model.get(word) ?? -1);
+            if (model.has(word)) return;
+            if (!table.roomFor(word.length)) {
+              table.clear();
+              model.clear();
+            }
+            table.set(text, start, end, h, value);
+            model.set(word, value);
+            assert.equal(table.size, model.size);
+          });
+        },
+      ),
+      { numRuns: 500, seed: 18 },
+    );
   });
 
   it('finds no affix, infix or URL in letters alone, the shortcut the tokenizer takes', () => {

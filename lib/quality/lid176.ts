@@ -1,15 +1,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FNV_START, SubstringTable, fnvStep } from './substring-table';
 
 const EOS = '</s>';
 
-const EOS_HASH = (() => {
-  let h = 2166136261 | 0;
-  for (let i = 0; i < EOS.length; i++) h = Math.imul(h ^ EOS.charCodeAt(i), 16777619);
-  return h;
-})();
-/** Slots of the table of words seen lately (a power of two). */
-const WORD_SLOTS = 1 << 18;
+const EOS_HASH = Array.from(EOS).reduce((h, c) => fnvStep(h, c.charCodeAt(0)), FNV_START);
 
 /** Loss::std_log: log(x + 1e-5) in double, returned as float. */
 const stdLog = (x: number) => Math.fround(Math.log(x + 1e-5));
@@ -49,16 +44,9 @@ export class Lid176 {
   private readonly kept: Uint32Array;
   private readonly scratch = Buffer.alloc(4096);
   private rowScratch = new Int32Array(4096);
-  // The words seen lately and their input rows, in an open-addressing table keyed by the word's UTF-16 units, so a
-  // word seen before costs its hash and one comparison: no substring, no Map. Emptied whole when half full.
-  private readonly slotHash = new Int32Array(WORD_SLOTS);
-  private readonly slotText = new Int32Array(WORD_SLOTS);
-  private readonly slotLength = new Int32Array(WORD_SLOTS);
-  private readonly slotRows = new Int32Array(WORD_SLOTS);
-  private readonly slotRowCount = new Int32Array(WORD_SLOTS);
-  private wordsHeld = 0;
-  private text = new Uint16Array(1 << 20);
-  private textUsed = 0;
+  // The words seen lately, each with the offset in rowPool of its row count and rows: a word seen before costs its
+  // hash and one comparison. Emptied whole (with the pool) when full.
+  private readonly seen = new SubstringTable(1 << 18, 1 << 20);
   private rowPool = new Int32Array(1 << 20);
   private rowsUsed = 0;
 
@@ -174,54 +162,25 @@ export class Lid176 {
    * lately or computed and entered there; returns how many rows.
    */
   private addWord(line: string, start: number, end: number, hash: number): number {
-    const length = end - start;
-    const key = hash | 1;
-    let slot = hash & (WORD_SLOTS - 1);
-    for (;;) {
-      const k = this.slotHash[slot];
-      if (k === 0) break;
-      if (k === key && this.slotLength[slot] === length) {
-        const at = this.slotText[slot];
-        let same = true;
-        for (let c = 0; c < length; c++) {
-          if (this.text[at + c] !== line.charCodeAt(start + c)) {
-            same = false;
-            break;
-          }
-        }
-        if (same) return this.addRows(this.rowPool, this.slotRows[slot], this.slotRowCount[slot]);
-      }
-      slot = (slot + 1) & (WORD_SLOTS - 1);
-    }
+    const held = this.seen.get(line, start, end, hash);
+    if (held >= 0) return this.addRows(this.rowPool, held + 1, this.rowPool[held]);
     const rows = this.computeRows(line.slice(start, end));
+    const length = end - start;
     if (length > 256) return this.addRows(rows, 0, rows.length);
-    if (this.wordsHeld >= WORD_SLOTS / 2 || this.textUsed + length > this.text.length) this.forget();
-    if (this.rowsUsed + rows.length > this.rowPool.length) {
-      const grown = new Int32Array(2 * (this.rowsUsed + rows.length));
+    if (!this.seen.roomFor(length)) {
+      this.seen.clear();
+      this.rowsUsed = 0;
+    }
+    if (this.rowsUsed + 1 + rows.length > this.rowPool.length) {
+      const grown = new Int32Array(2 * (this.rowsUsed + 1 + rows.length));
       grown.set(this.rowPool.subarray(0, this.rowsUsed));
       this.rowPool = grown;
     }
-    // After forget() the probe must start again: the slot found above may belong to the old table.
-    slot = hash & (WORD_SLOTS - 1);
-    while (this.slotHash[slot] !== 0) slot = (slot + 1) & (WORD_SLOTS - 1);
-    this.slotHash[slot] = key;
-    this.slotLength[slot] = length;
-    this.slotText[slot] = this.textUsed;
-    for (let c = 0; c < length; c++) this.text[this.textUsed + c] = line.charCodeAt(start + c);
-    this.textUsed += length;
-    this.slotRows[slot] = this.rowsUsed;
-    this.slotRowCount[slot] = rows.length;
-    this.rowPool.set(rows, this.rowsUsed);
-    this.rowsUsed += rows.length;
-    this.wordsHeld += 1;
+    this.seen.set(line, start, end, hash, this.rowsUsed);
+    this.rowPool[this.rowsUsed] = rows.length;
+    this.rowPool.set(rows, this.rowsUsed + 1);
+    this.rowsUsed += 1 + rows.length;
     return this.addRows(rows, 0, rows.length);
-  }
-
-  private forget(): void {
-    this.slotHash.fill(0);
-    this.wordsHeld = 0;
-    this.textUsed = 0;
-    this.rowsUsed = 0;
   }
 
   /** hidden += rows[ids[from..from+count)], row by row and element by element in float32 (Vector::addRow). */
@@ -348,9 +307,9 @@ export class Lid176 {
       if (!(c === 32 || (c >= 9 && c <= 13) || c === 0)) {
         if (start < 0) {
           start = i;
-          hash = 2166136261 | 0;
+          hash = FNV_START;
         }
-        hash = Math.imul(hash ^ c, 16777619);
+        hash = fnvStep(hash, c);
         continue;
       }
       if (start >= 0) {

@@ -1,4 +1,5 @@
 import english from './spacy-en.json';
+import { FNV_START, SubstringTable, fnvStep } from './substring-table';
 import { tokenFacts, type TokenFacts, type Words } from './token-facts';
 
 /**
@@ -26,11 +27,27 @@ for (const [key, tokens] of Object.entries(english.matched)) {
 }
 const SENTENCE_ENDS: ReadonlySet<string> = new Set(english.sentenceEnds);
 
-// Python's str.isspace() (the file/group/record separators too): chunks are runs of whitespace or of anything else.
-const SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
-const CHUNK = new RegExp(`[${SPACE}]+|[^${SPACE}]+`, 'gu');
-const WHITESPACE = new RegExp(`^[${SPACE}]`, 'u');
-const NON_SPACE = new RegExp(`[^${SPACE}]+`, 'gu');
+/**
+ * Python's str.isspace() for one UTF-16 unit (the file/group/record separators too; none lies outside the BMP): chunks
+ * are runs of whitespace or of anything else.
+ */
+export function isPythonSpace(c: number): boolean {
+  if (c > 0x20 && c < 0x85) return false;
+  return (
+    c === 0x20 ||
+    (c >= 0x09 && c <= 0x0d) ||
+    (c >= 0x1c && c <= 0x1f) ||
+    c === 0x85 ||
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000
+  );
+}
 
 function findPrefix(text: string): number {
   const m = PREFIX.exec(text);
@@ -48,6 +65,8 @@ function splitAffixes(text: string, prefixes: string[], suffixes: string[]): str
   let lastSize = 0;
   while (s !== '' && s.length !== lastSize) {
     if (RULES.has(s)) break;
+    // Letters alone have no prefix or suffix (see LETTERS): this round would end the loop, s unchanged.
+    if (LETTERS.test(s)) break;
     lastSize = s.length;
     const pre = findPrefix(s);
     const minusPre = s.slice(pre);
@@ -96,7 +115,10 @@ function attach(out: string[], s: string): void {
     return;
   }
   let start = 0;
-  for (const m of s.matchAll(INFIX)) {
+  // exec on the one global expression, not matchAll: matchAll copies the expression (12 kB of source) per call.
+  INFIX.lastIndex = 0;
+  for (let m = INFIX.exec(s); m !== null; m = INFIX.exec(s)) {
+    if (m[0] === '') INFIX.lastIndex += s.codePointAt(m.index)! > 0xffff ? 2 : 1; // as matchAll steps past one
     const from = m.index;
     const to = from + m[0].length;
     if (from === 0) continue;
@@ -155,16 +177,13 @@ function kindOf(token: string): number {
   return PUNCTUATION.test(token) ? PUNCT : OTHER;
 }
 
-const cache = new Map<string, ChunkEntry>();
 /**
  * Letters alone meet no affix, infix or URL rule (each needs punctuation, a symbol or a digit; a test checks every
  * letter of Unicode), so such a chunk is one token unless it is a special case ("cannot" -> "can" "not").
  */
 const LETTERS = /^\p{L}+$/u;
 
-function chunkEntry(chunk: string): ChunkEntry {
-  let entry = cache.get(chunk);
-  if (entry !== undefined) return entry;
+function tokenize(chunk: string): ChunkEntry {
   let tokens: readonly string[];
   const special = RULES.get(chunk);
   if (special !== undefined) {
@@ -180,10 +199,53 @@ function chunkEntry(chunk: string): ChunkEntry {
     for (let i = suffixes.length - 1; i >= 0; i--) out.push(suffixes[i]);
     tokens = mergeSpecials(out);
   }
-  entry = { tokens, kinds: tokens.map(kindOf), facts: tokens.map(tokenFacts) };
-  if (cache.size >= 100_000) cache.clear();
-  cache.set(chunk, entry);
+  return { tokens, kinds: tokens.map(kindOf), facts: tokens.map(tokenFacts) };
+}
+
+/** The chunks seen lately: their entries, and a table from a chunk's text to its index there. */
+const entries: ChunkEntry[] = [];
+const held = new SubstringTable(1 << 18, 1 << 21);
+/** Longer chunks (rare, and seldom repeated) are tokenized each time. */
+const LONGEST_HELD = 256;
+
+/** The entry of text[start, end), a chunk whose FNV hash is `hash`: computed once per distinct chunk. */
+function chunkEntry(text: string, start: number, end: number, hash: number): ChunkEntry {
+  const index = held.get(text, start, end, hash);
+  if (index >= 0) return entries[index];
+  const entry = tokenize(text.slice(start, end));
+  const length = end - start;
+  if (length <= LONGEST_HELD) {
+    if (!held.roomFor(length)) {
+      held.clear();
+      entries.length = 0;
+    }
+    held.set(text, start, end, hash, entries.length);
+    entries.push(entry);
+  }
   return entry;
+}
+
+/**
+ * Cuts `text` into chunks as spaCy does (runs of whitespace and runs of anything else), handing each non-whitespace
+ * chunk's entry to `chunk` and each whitespace run's bounds to `space`, in order. One scan of the text's units: no
+ * regular expression, no substring for a chunk seen before.
+ */
+function scan(text: string, chunk: (entry: ChunkEntry) => void, space?: (start: number, end: number) => void): void {
+  const n = text.length;
+  let i = 0;
+  while (i < n) {
+    const start = i;
+    if (isPythonSpace(text.charCodeAt(i))) {
+      do i++;
+      while (i < n && isPythonSpace(text.charCodeAt(i)));
+      if (space !== undefined) space(start, i);
+    } else {
+      let hash = FNV_START;
+      do hash = fnvStep(hash, text.charCodeAt(i++));
+      while (i < n && !isPythonSpace(text.charCodeAt(i)));
+      chunk(chunkEntry(text, start, i, hash));
+    }
+  }
 }
 
 /**
@@ -192,27 +254,24 @@ function chunkEntry(chunk: string): ChunkEntry {
  */
 export function spacyTokens(text: string): string[] {
   const out: string[] = [];
-  for (const m of text.matchAll(CHUNK)) {
-    const chunk = m[0];
-    if (WHITESPACE.test(chunk)) {
+  scan(
+    text,
+    (entry) => out.push(...entry.tokens),
+    (start, end) => {
       // The one space after a chunk separates; any other whitespace is a token (spaCy's own split).
-      const ws = chunk.startsWith(' ') && m.index !== 0 ? chunk.slice(1) : chunk;
-      if (ws !== '') out.push(ws);
-    } else {
-      out.push(...chunkEntry(chunk).tokens);
-    }
-  }
+      const from = start !== 0 && text.charCodeAt(start) === 0x20 ? start + 1 : start;
+      if (from < end) out.push(text.slice(from, end));
+    },
+  );
   return out;
 }
 
 /** spaCy's tokens of `text` without the whitespace ones: the words datatrove counts. */
 export function spacyWords(text: string): string[] {
   const out: string[] = [];
-  NON_SPACE.lastIndex = 0;
-  for (let m = NON_SPACE.exec(text); m !== null; m = NON_SPACE.exec(text)) {
-    const tokens = chunkEntry(m[0]).tokens;
-    for (let i = 0; i < tokens.length; i++) out.push(tokens[i]);
-  }
+  scan(text, (entry) => {
+    for (let i = 0; i < entry.tokens.length; i++) out.push(entry.tokens[i]);
+  });
   return out;
 }
 
@@ -220,14 +279,12 @@ export function spacyWords(text: string): string[] {
 export function spacyWordFacts(text: string): Words {
   const tokens: string[] = [];
   const facts: TokenFacts[] = [];
-  NON_SPACE.lastIndex = 0;
-  for (let m = NON_SPACE.exec(text); m !== null; m = NON_SPACE.exec(text)) {
-    const entry = chunkEntry(m[0]);
+  scan(text, (entry) => {
     for (let i = 0; i < entry.tokens.length; i++) {
       tokens.push(entry.tokens[i]);
       facts.push(entry.facts[i]);
     }
-  }
+  });
   return { tokens, facts };
 }
 
@@ -248,21 +305,21 @@ export function spacySentencesAndWords(text: string): { sentences: number; words
       seenEnd = false;
     }
   };
-  CHUNK.lastIndex = 0;
-  for (let m = CHUNK.exec(text); m !== null; m = CHUNK.exec(text)) {
-    const chunk = m[0];
-    if (WHITESPACE.test(chunk)) {
-      // As spacyTokens: the one space after a chunk separates, any other whitespace is a token.
-      if (chunk === ' ' && m.index !== 0) continue;
-      tokens++;
-      step(kindOf(chunk.startsWith(' ') && m.index !== 0 ? chunk.slice(1) : chunk));
-    } else {
-      const { kinds } = chunkEntry(chunk);
+  scan(
+    text,
+    ({ kinds }) => {
       tokens += kinds.length;
       words += kinds.length;
       for (let i = 0; i < kinds.length; i++) step(kinds[i]);
-    }
-  }
+    },
+    (start, end) => {
+      // As spacyTokens: the one space after a chunk separates, any other whitespace is a token.
+      const from = start !== 0 && text.charCodeAt(start) === 0x20 ? start + 1 : start;
+      if (from === end) return;
+      tokens++;
+      step(kindOf(text.slice(from, end)));
+    },
+  );
   return tokens === 0 ? { sentences: 0, words: 0 } : { sentences, words };
 }
 
