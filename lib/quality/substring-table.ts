@@ -11,10 +11,8 @@ export const fnvStep = (hash: number, unit: number): number => Math.imul(hash ^ 
  * says no, together with whatever its values index.
  */
 export class SubstringTable {
-  private readonly slotHash: Int32Array;
-  private readonly slotText: Int32Array;
-  private readonly slotLength: Int32Array;
-  private readonly slotValue: Int32Array;
+  /** Four ints per slot, together so that a probe reads one cache line: hash | 1 (0: empty), length, offset, value. */
+  private readonly slots: Int32Array;
   private readonly mask: number;
   private readonly units: Uint16Array;
   private unitsUsed = 0;
@@ -24,10 +22,7 @@ export class SubstringTable {
   /** `slots`: a power of two; `units`: room for the substrings' UTF-16 units. */
   constructor(slots: number, units: number) {
     if ((slots & (slots - 1)) !== 0) throw new Error(`SubstringTable: ${slots} slots is not a power of two`);
-    this.slotHash = new Int32Array(slots);
-    this.slotText = new Int32Array(slots);
-    this.slotLength = new Int32Array(slots);
-    this.slotValue = new Int32Array(slots);
+    this.slots = new Int32Array(4 * slots);
     this.mask = slots - 1;
     this.units = new Uint16Array(units);
   }
@@ -36,15 +31,16 @@ export class SubstringTable {
   get(text: string, start: number, end: number, hash: number): number {
     const length = end - start;
     const key = hash | 1; // 0 marks an empty slot
-    const units = this.units;
-    for (let slot = hash & this.mask; ; slot = (slot + 1) & this.mask) {
-      const k = this.slotHash[slot];
+    const { slots, units, mask } = this;
+    for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
+      const at = slot << 2;
+      const k = slots[at];
       if (k === 0) return -1;
-      if (k === key && this.slotLength[slot] === length) {
-        const at = this.slotText[slot];
+      if (k === key && slots[at + 1] === length) {
+        const from = slots[at + 2];
         let c = 0;
-        while (c < length && units[at + c] === text.charCodeAt(start + c)) c++;
-        if (c === length) return this.slotValue[slot];
+        while (c < length && units[from + c] === text.charCodeAt(start + c)) c++;
+        if (c === length) return slots[at + 3];
       }
     }
   }
@@ -58,18 +54,19 @@ export class SubstringTable {
   set(text: string, start: number, end: number, hash: number, value: number): void {
     const length = end - start;
     let slot = hash & this.mask;
-    while (this.slotHash[slot] !== 0) slot = (slot + 1) & this.mask;
-    this.slotHash[slot] = hash | 1;
-    this.slotLength[slot] = length;
-    this.slotText[slot] = this.unitsUsed;
-    this.slotValue[slot] = value;
+    while (this.slots[slot << 2] !== 0) slot = (slot + 1) & this.mask;
+    const at = slot << 2;
+    this.slots[at] = hash | 1;
+    this.slots[at + 1] = length;
+    this.slots[at + 2] = this.unitsUsed;
+    this.slots[at + 3] = value;
     for (let c = 0; c < length; c++) this.units[this.unitsUsed + c] = text.charCodeAt(start + c);
     this.unitsUsed += length;
     this.size += 1;
   }
 
   clear(): void {
-    this.slotHash.fill(0);
+    this.slots.fill(0);
     this.unitsUsed = 0;
     this.size = 0;
   }
