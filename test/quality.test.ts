@@ -7,7 +7,7 @@ import { QualitySpec, QualityStats, filterDocument, type FilterResult, type Qual
 import { duplicateNGramCharCount, topNGramCharCount } from '../lib/quality/gopher-repetition';
 import { countSentences, wordTokens } from '../lib/quality/text-units';
 import { SPACY_RULES, isPythonSpace, spacyWords } from '../lib/quality/spacy-tokenizer';
-import { FNV_START, SubstringTable, fnvStep } from '../lib/quality/substring-table';
+import { FNV_START, SubstringTable, fnvStep } from '../lib/common/substring-table';
 import { InvalidSpec } from '../lib/contracts/invalid-spec';
 
 const doc = (text: string): Document => ({

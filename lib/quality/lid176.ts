@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FNV_START, SubstringTable, fnvStep } from './substring-table';
+import { FNV_START, SubstringTable, fnvStep } from '../common/substring-table';
 
 const EOS = '</s>';
 

@@ -1,5 +1,5 @@
 import english from './spacy-en.json';
-import { FNV_START, SubstringTable, fnvStep } from './substring-table';
+import { FNV_START, SubstringTable, fnvStep } from '../common/substring-table';
 import { tokenFacts, type TokenFacts, type Words } from './token-facts';
 
 /**

@@ -1,4 +1,5 @@
 import type { RawBytePairRanks } from 'gpt-tokenizer/cjs/BytePairEncodingCore';
+import { FNV_START, SubstringTable, fnvStep } from '../common/substring-table';
 import { BAIL, type PieceScanner } from './ascii-split';
 
 /**
@@ -10,8 +11,8 @@ import { BAIL, type PieceScanner } from './ascii-split';
  * native tiktoken). gpt-tokenizer still supplies the rank tables.
  *
  * Where the time goes, and what this does about it:
- * - Most pieces repeat (words, spaces, punctuation): a piece's ids are kept in a two-generation cache keyed by the
- *   piece (a small Map that stays in the CPU's caches), so a repeated piece costs one lookup.
+ * - Most pieces repeat (words, spaces, punctuation): a piece's ids are kept in a table keyed by the piece's UTF-16
+ *   units (SubstringTable), so a repeated piece costs its hash and one comparison: no substring, no Map.
  * - A new piece is looked up by its UTF-8 bytes in an open-addressing table over all tokens' bytes (FNV-1a hash,
  *   bytes compared in one flat array): no string is built.
  * - Merging works on ranks: the rank of two adjacent parts joined is found by continuing the left part's hash over
@@ -22,8 +23,10 @@ import { BAIL, type PieceScanner } from './ascii-split';
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
 
-/** Pieces (and their ids) kept per generation; two generations, so a piece in use survives a turnover. */
-const PIECE_CACHE_SIZE = 1 << 16;
+/** Slots of the table of pieces seen (it holds half as many pieces before it is emptied). */
+const PIECE_SLOTS = 1 << 17;
+/** Longer pieces (rare, and seldom repeated) are encoded each time. */
+const LONGEST_HELD = 256;
 
 /** A merged pair's rank, or this when the joined bytes are no token. */
 const NO_MERGE = -1;
@@ -50,8 +53,10 @@ export class BytePairEncoder {
   private pairMask: number;
   private pairCount = 0;
 
-  private pieces = new Map<string, number | number[]>();
-  private previousPieces = new Map<string, number | number[]>();
+  /** Pieces seen lately, each with the offset in pieceIds of its id count and ids. */
+  private readonly pieces = new SubstringTable(PIECE_SLOTS, 1 << 20);
+  private pieceIds = new Uint32Array(1 << 20);
+  private pieceIdsUsed = 0;
 
   /** Scratch for one piece's bytes, parts and pair ranks; grown for a longer piece. */
   private pieceBytes = new Uint8Array(256);
@@ -159,32 +164,45 @@ export class BytePairEncoder {
         }
         continue;
       }
-      const piece = text.substring(at, end);
-      at = end;
-      let ids = this.pieces.get(piece);
-      if (ids === undefined) {
-        ids = this.previousPieces.get(piece) ?? this.encodePiece(piece);
-        if (this.pieces.size >= PIECE_CACHE_SIZE) {
-          this.previousPieces = this.pieces;
-          this.pieces = new Map();
-        }
-        this.pieces.set(piece, ids);
-      }
-      if (typeof ids === 'number') {
-        if (n === out.length) out = this.grow(n, 1);
-        out[n++] = ids;
-      } else {
+      if (end - at > LONGEST_HELD) {
+        const ids = this.encodePiece(text.substring(at, end));
+        at = end;
         if (n + ids.length > out.length) out = this.grow(n, ids.length);
         for (let i = 0; i < ids.length; i++) out[n++] = ids[i];
+        continue;
       }
+      let hash = FNV_START;
+      for (let k = at; k < end; k++) hash = fnvStep(hash, text.charCodeAt(k));
+      let held = this.pieces.get(text, at, end, hash);
+      if (held < 0) held = this.hold(text, at, end, hash);
+      at = end;
+      const ids = this.pieceIds;
+      const count = ids[held];
+      if (n + count > out.length) out = this.grow(n, count);
+      for (let i = held + 1; i <= held + count; i++) out[n++] = ids[i];
     }
     return out.subarray(0, n);
   }
 
+  /** Encodes text[at, end) (not held yet) and holds its ids; returns their offset in pieceIds. */
+  private hold(text: string, at: number, end: number, hash: number): number {
+    const ids = this.encodePiece(text.substring(at, end));
+    if (!this.pieces.roomFor(end - at) || this.pieceIdsUsed + 1 + ids.length > this.pieceIds.length) {
+      this.pieces.clear();
+      this.pieceIdsUsed = 0;
+    }
+    const offset = this.pieceIdsUsed;
+    this.pieceIds[offset] = ids.length;
+    for (let i = 0; i < ids.length; i++) this.pieceIds[offset + 1 + i] = ids[i];
+    this.pieceIdsUsed += 1 + ids.length;
+    this.pieces.set(text, at, end, hash, offset);
+    return offset;
+  }
+
   /** Drops the piece and pair caches (the tables stay). */
   clearCaches(): void {
-    this.pieces = new Map();
-    this.previousPieces = new Map();
+    this.pieces.clear();
+    this.pieceIdsUsed = 0;
     this.pairs = new Int32Array(3 << 16).fill(-1);
     this.pairMask = (1 << 16) - 1;
     this.pairCount = 0;
@@ -198,7 +216,7 @@ export class BytePairEncoder {
   }
 
   /** One piece's ids: its rank when it is a token, else tiktoken's merge of its bytes. */
-  private encodePiece(piece: string): number | number[] {
+  private encodePiece(piece: string): number[] {
     let n = piece.length;
     let ascii = true;
     for (let i = 0; i < n; i++) {
@@ -212,7 +230,7 @@ export class BytePairEncoder {
     if (ascii) for (let i = 0; i < n; i++) bytes[i] = piece.charCodeAt(i);
     else n = this.utf8.encodeInto(piece, bytes).written;
     const whole = this.rankOfBytes(bytes, n);
-    if (whole >= 0) return whole;
+    if (whole >= 0) return [whole];
     return this.merge(bytes, n);
   }
 
