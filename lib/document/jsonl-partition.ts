@@ -1,6 +1,6 @@
 import { createGunzip, createGzip } from 'node:zlib';
 import { Readable } from 'node:stream';
-import { createInterface } from 'node:readline';
+import { splitLines } from '../collect/bytes';
 
 /**
  * The gzip level of every partition. Each stage rewrites its documents, so compression runs once per stage over the
@@ -25,8 +25,8 @@ export function encodeJsonlGz(records: AsyncIterable<unknown> | Iterable<unknown
 
 /** Streams the records of a .jsonl.gz partition. */
 export async function* decodeJsonlGz<T = unknown>(stream: Readable): AsyncGenerator<T> {
-  const lines = createInterface({ input: stream.pipe(createGunzip()), crlfDelay: Infinity });
-  for await (const line of lines) {
-    if (line.length > 0) yield JSON.parse(line) as T;
+  // Lines cut from the decompressed bytes, each decoded once: readline decoded the stream and scanned it again.
+  for await (const line of splitLines(stream.pipe(createGunzip()), Infinity)) {
+    if (line.bytes.length > 0) yield JSON.parse(line.bytes.toString()) as T;
   }
 }

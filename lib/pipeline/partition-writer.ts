@@ -4,6 +4,9 @@ import { PARTITION_GZIP_LEVEL } from '../document/jsonl-partition';
 import type { ArtifactRef } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
 
+/** Bytes of lines gathered before they go to gzip together. */
+const FLUSH_BYTES = 256 * 1024;
+
 /**
  * Writes records as a sequence of gzip JSON-lines partitions of bounded size (`part-000000.jsonl.gz`, ...), streaming
  * each to the store as it fills: memory stays flat whatever the input size.
@@ -15,6 +18,9 @@ export class PartitionWriter {
     uri: string;
     records: number;
     rawBytes: number;
+    /** Lines not yet handed to gzip: written in chunks, as a write per line costs more than compressing it. */
+    pending: string[];
+    pendingBytes: number;
   };
   private readonly written: (ArtifactRef & { records: number })[] = [];
   private index = 0;
@@ -46,12 +52,24 @@ export class PartitionWriter {
   async write(record: unknown): Promise<void> {
     const part = this.current ?? this.open();
     const line = JSON.stringify(record) + '\n';
-    // A failed upload never drains: wait for whichever comes first, so its error surfaces here.
-    if (!part.gzip.write(line)) await Promise.race([new Promise((r) => part.gzip.once('drain', r)), part.done]);
+    const bytes = Buffer.byteLength(line);
+    part.pending.push(line);
+    part.pendingBytes += bytes;
+    if (part.pendingBytes >= FLUSH_BYTES) await this.flush(part);
     part.records += 1;
-    part.rawBytes += Buffer.byteLength(line);
+    part.rawBytes += bytes;
     this.records += 1;
     if (part.records >= this.limits.maxRecords || part.rawBytes >= this.limits.maxBytes) await this.close();
+  }
+
+  /** Hands the lines gathered so far to gzip in one write. */
+  private async flush(part: NonNullable<PartitionWriter['current']>): Promise<void> {
+    if (part.pending.length === 0) return;
+    const chunk = part.pending.join('');
+    part.pending = [];
+    part.pendingBytes = 0;
+    // A failed upload never drains: wait for whichever comes first, so its error surfaces here.
+    if (!part.gzip.write(chunk)) await Promise.race([new Promise((r) => part.gzip.once('drain', r)), part.done]);
   }
 
   /** Closes the open partition now (a cut both writers of a stage make together, see stageWriters). */
@@ -72,13 +90,14 @@ export class PartitionWriter {
     gzip.pipe(body);
     const done = this.store.put(uri, body, { contentType: 'application/gzip' });
     done.catch(() => undefined);
-    this.current = { gzip, done, uri, records: 0, rawBytes: 0 };
+    this.current = { gzip, done, uri, records: 0, rawBytes: 0, pending: [], pendingBytes: 0 };
     return this.current;
   }
 
   private async close(): Promise<void> {
     const part = this.current;
     if (!part) return;
+    await this.flush(part);
     this.current = undefined;
     part.gzip.end();
     const put = await part.done;
