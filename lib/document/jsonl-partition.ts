@@ -1,4 +1,4 @@
-import { createGunzip, createGzip } from 'node:zlib';
+import { createGunzip, createGzip, type Gunzip, type Gzip } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { splitLines } from '../collect/bytes';
 
@@ -8,7 +8,23 @@ import { splitLines } from '../collect/bytes';
  * core here); level 1 writes them at 90 and 84 MB/s for 12% more bytes (0.438 of raw against 0.391 for documents).
  * Partitions are intermediates that the storage lifecycle removes; datasets' shards are not compressed by this.
  */
-export const PARTITION_GZIP_LEVEL = 1;
+const PARTITION_GZIP_LEVEL = 1;
+/**
+ * zlib's chunk for partitions, in and out. At its 16 KiB default, each chunk's way through the streams (the sha256
+ * pass, the file write, line splitting) cost more than compressing it: 256 KiB chunks took writing a partition from
+ * 43 to 52 MB/s and reading one from 100 to about 190 MB/s here. The bytes written do not change.
+ */
+const PARTITION_CHUNK_BYTES = 256 * 1024;
+
+/** The compressor every partition is written through. */
+export function partitionGzip(): Gzip {
+  return createGzip({ level: PARTITION_GZIP_LEVEL, chunkSize: PARTITION_CHUNK_BYTES });
+}
+
+/** The decompressor every partition is read through. */
+export function partitionGunzip(): Gunzip {
+  return createGunzip({ chunkSize: PARTITION_CHUNK_BYTES });
+}
 
 /**
  * Partitions are gzip-compressed JSON lines: one record per line, appendable, streamable, readable by any tool
@@ -20,13 +36,13 @@ export function encodeJsonlGz(records: AsyncIterable<unknown> | Iterable<unknown
       for await (const record of records) yield JSON.stringify(record) + '\n';
     })(),
   );
-  return lines.pipe(createGzip({ level: PARTITION_GZIP_LEVEL }));
+  return lines.pipe(partitionGzip());
 }
 
 /** Streams the records of a .jsonl.gz partition. */
 export async function* decodeJsonlGz<T = unknown>(stream: Readable): AsyncGenerator<T> {
   // Lines cut from the decompressed bytes, each decoded once: readline decoded the stream and scanned it again.
-  for await (const line of splitLines(stream.pipe(createGunzip()), Infinity)) {
+  for await (const line of splitLines(stream.pipe(partitionGunzip()), Infinity)) {
     if (line.bytes.length > 0) yield JSON.parse(line.bytes.toString()) as T;
   }
 }

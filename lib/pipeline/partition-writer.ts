@@ -1,6 +1,5 @@
 import { PassThrough } from 'node:stream';
-import { createGzip } from 'node:zlib';
-import { PARTITION_GZIP_LEVEL } from '../document/jsonl-partition';
+import { partitionGzip } from '../document/jsonl-partition';
 import type { ArtifactRef } from '../storage/manifest';
 import type { TieredStore } from '../storage/tiered-store';
 
@@ -13,7 +12,7 @@ const FLUSH_BYTES = 256 * 1024;
  */
 export class PartitionWriter {
   private current?: {
-    gzip: ReturnType<typeof createGzip>;
+    gzip: ReturnType<typeof partitionGzip>;
     done: Promise<{ sha256: string; bytes: number }>;
     uri: string;
     records: number;
@@ -85,7 +84,7 @@ export class PartitionWriter {
 
   private open() {
     const uri = `${this.uriPrefix}-${String(this.index++).padStart(6, '0')}.jsonl.gz`;
-    const gzip = createGzip({ level: PARTITION_GZIP_LEVEL });
+    const gzip = partitionGzip();
     const body = new PassThrough();
     gzip.pipe(body);
     const done = this.store.put(uri, body, { contentType: 'application/gzip' });

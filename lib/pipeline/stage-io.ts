@@ -2,11 +2,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { mapLimit } from '../common/map-limit';
 import type { Document, RejectedDocument } from '../document/schema';
 import type { StageStats } from '../contracts/pipeline-results';
-import { decodeJsonlGz } from '../document/jsonl-partition';
+import { decodeJsonlGz, partitionGunzip } from '../document/jsonl-partition';
 import { openVerified, readManifest, type ArtifactRef } from '../storage/manifest';
 import { readAll } from '../storage/object-store';
 import type { TieredStore } from '../storage/tiered-store';
@@ -54,7 +53,7 @@ export async function mapPartitionRanges<T>(
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'flywheel-partition-'));
   try {
     const file = path.join(dir, 'partition.jsonl');
-    await pipeline(await openVerified(store, partition), createGunzip(), fs.createWriteStream(file));
+    await pipeline(await openVerified(store, partition), partitionGunzip(), fs.createWriteStream(file));
     const size = (await fs.promises.stat(file)).size;
     const starts: number[] = [];
     for (let start = 0; start < size; start += PARTITION_RANGE_BYTES) starts.push(start);
