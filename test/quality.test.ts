@@ -6,7 +6,14 @@ import { sampleCorpus } from '../lib/collect';
 import { QualitySpec, QualityStats, filterDocument, type FilterResult, type QualitySpecInput } from '../lib/quality';
 import { duplicateNGramCharCount, topNGramCharCount } from '../lib/quality/gopher-repetition';
 import { countSentences, wordTokens } from '../lib/quality/text-units';
-import { SPACY_RULES, isPythonSpace, spacyWords } from '../lib/quality/spacy-tokenizer';
+import {
+  SPACY_RULES,
+  isPythonSpace,
+  spacySentencesAndWords,
+  spacyTokens,
+  spacyWords,
+} from '../lib/quality/spacy-tokenizer';
+import english from '../lib/quality/spacy-en.json';
 import { FNV_START, SubstringTable, fnvStep } from '../lib/common/substring-table';
 import { InvalidSpec } from '../lib/contracts/invalid-spec';
 
@@ -542,6 +549,58 @@ describe('words and sentences', () => {
       ['Wait... what?! Yes.', 2],
     ];
     for (const [text, n] of cases) assert.equal(countSentences(text), n, text);
+  });
+
+  it("counts sentences as the sentencizer's rule does over spaCy's tokens, whatever the chunks hold", () => {
+    // The rule, token by token: a new sentence at the first token after an end mark that is neither an end mark nor
+    // punctuation. The tokenizer counts from each chunk's summary instead; long chunks (not held) and chunks with
+    // many sentence ends take its other paths.
+    const ends = new Set(english.sentenceEnds);
+    const byRule = (text: string) => {
+      const tokens = spacyTokens(text);
+      let sentences = 1;
+      let pending = false;
+      for (const token of tokens) {
+        if (ends.has(token)) pending = true;
+        else if (pending && !/^\p{P}*$/u.test(token)) {
+          sentences++;
+          pending = false;
+        }
+      }
+      return tokens.length === 0 ? 0 : sentences;
+    };
+    const piece = fc.constantFrom(
+      'a',
+      'Mr',
+      '.',
+      '!',
+      '?',
+      '"',
+      "'",
+      '...',
+      ',',
+      '(',
+      ')',
+      '—',
+      '1',
+      ' ',
+      '  ',
+      '\n',
+      'é',
+    );
+    const text = fc.oneof(
+      fc.array(piece, { maxLength: 60 }).map((p) => p.join('')),
+      fc
+        .tuple(fc.constantFrom('a.', '.a', 'a!', '!"a', 'a.B'), fc.integer({ min: 60, max: 200 }))
+        .map(([p, n]) => p.repeat(n)),
+    );
+    fc.assert(
+      fc.property(text, (t) => {
+        assert.equal(spacySentencesAndWords(t).sentences, byRule(t), JSON.stringify(t));
+        assert.equal(spacySentencesAndWords(t).words, spacyWords(t).length);
+      }),
+      { numRuns: 1500, seed: 18 },
+    );
   });
 });
 

@@ -202,35 +202,77 @@ function tokenize(chunk: string): ChunkEntry {
   return { tokens, kinds: tokens.map(kindOf), facts: tokens.map(tokenFacts) };
 }
 
+/**
+ * What a chunk's tokens do to the sentencizer, in one int: its token count (bits 0-15) and, for each state it can
+ * meet (no end mark pending: bits 16-22; one pending: bits 23-29), the sentences it starts (6 bits) and whether it
+ * leaves an end mark pending (1 bit). -1 where a count does not fit: the caller then steps through the kinds.
+ */
+function sentenceEffect(kinds: readonly number[]): number {
+  if (kinds.length > 0xffff) return -1;
+  let effect = kinds.length;
+  for (let state = 0; state <= 1; state++) {
+    let pending = state === 1;
+    let starts = 0;
+    for (const kind of kinds) {
+      if (kind === SENTENCE_END) {
+        pending = true;
+      } else if (kind === OTHER && pending) {
+        starts++;
+        pending = false;
+      }
+    }
+    if (starts > 63) return -1;
+    effect |= (starts | (pending ? 64 : 0)) << (16 + 7 * state);
+  }
+  return effect;
+}
+
+/** Slots of the table of chunks seen; it holds half as many chunks before it is emptied. */
+const HELD_SLOTS = 1 << 18;
 /** The chunks seen lately: their entries, and a table from a chunk's text to its index there. */
 const entries: ChunkEntry[] = [];
-const held = new SubstringTable(1 << 18, 1 << 21);
-/** Longer chunks (rare, and seldom repeated) are tokenized each time. */
+/**
+ * Each held chunk's sentenceEffect, by index: sentence counting reads this array only, not the entry (a pointer to
+ * follow, and a cache miss, per chunk).
+ */
+const effects = new Int32Array(HELD_SLOTS / 2);
+const held = new SubstringTable(HELD_SLOTS, 1 << 21);
+/** Longer chunks (rare, and seldom repeated) are tokenized each time; the last one is index UNHELD. */
 const LONGEST_HELD = 256;
+const UNHELD = -1;
+let unheld: { entry: ChunkEntry; effect: number } | undefined;
 
-/** The entry of text[start, end), a chunk whose FNV hash is `hash`: computed once per distinct chunk. */
-function chunkEntry(text: string, start: number, end: number, hash: number): ChunkEntry {
+/** The index of text[start, end), a chunk whose FNV hash is `hash`: tokenized once per distinct chunk. */
+function chunkIndex(text: string, start: number, end: number, hash: number): number {
   const index = held.get(text, start, end, hash);
-  if (index >= 0) return entries[index];
+  if (index >= 0) return index;
   const entry = tokenize(text.slice(start, end));
+  const effect = sentenceEffect(entry.kinds);
   const length = end - start;
-  if (length <= LONGEST_HELD) {
-    if (!held.roomFor(length)) {
-      held.clear();
-      entries.length = 0;
-    }
-    held.set(text, start, end, hash, entries.length);
-    entries.push(entry);
+  if (length > LONGEST_HELD) {
+    unheld = { entry, effect };
+    return UNHELD;
   }
-  return entry;
+  if (!held.roomFor(length)) {
+    held.clear();
+    entries.length = 0;
+  }
+  const fresh = entries.length;
+  held.set(text, start, end, hash, fresh);
+  entries.push(entry);
+  effects[fresh] = effect;
+  return fresh;
 }
+
+const entryAt = (index: number): ChunkEntry => (index === UNHELD ? unheld!.entry : entries[index]);
+const effectAt = (index: number): number => (index === UNHELD ? unheld!.effect : effects[index]);
 
 /**
  * Cuts `text` into chunks as spaCy does (runs of whitespace and runs of anything else), handing each non-whitespace
- * chunk's entry to `chunk` and each whitespace run's bounds to `space`, in order. One scan of the text's units: no
- * regular expression, no substring for a chunk seen before.
+ * chunk's index (entryAt, effectAt) to `chunk` and each whitespace run's bounds to `space`, in order. One scan of the
+ * text's units: no regular expression, no substring for a chunk seen before.
  */
-function scan(text: string, chunk: (entry: ChunkEntry) => void, space?: (start: number, end: number) => void): void {
+function scan(text: string, chunk: (index: number) => void, space?: (start: number, end: number) => void): void {
   const n = text.length;
   let i = 0;
   while (i < n) {
@@ -243,7 +285,7 @@ function scan(text: string, chunk: (entry: ChunkEntry) => void, space?: (start: 
       let hash = FNV_START;
       do hash = fnvStep(hash, text.charCodeAt(i++));
       while (i < n && !isPythonSpace(text.charCodeAt(i)));
-      chunk(chunkEntry(text, start, i, hash));
+      chunk(chunkIndex(text, start, i, hash));
     }
   }
 }
@@ -256,7 +298,7 @@ export function spacyTokens(text: string): string[] {
   const out: string[] = [];
   scan(
     text,
-    (entry) => out.push(...entry.tokens),
+    (index) => out.push(...entryAt(index).tokens),
     (start, end) => {
       // The one space after a chunk separates; any other whitespace is a token (spaCy's own split).
       const from = start !== 0 && text.charCodeAt(start) === 0x20 ? start + 1 : start;
@@ -269,8 +311,9 @@ export function spacyTokens(text: string): string[] {
 /** spaCy's tokens of `text` without the whitespace ones: the words datatrove counts. */
 export function spacyWords(text: string): string[] {
   const out: string[] = [];
-  scan(text, (entry) => {
-    for (let i = 0; i < entry.tokens.length; i++) out.push(entry.tokens[i]);
+  scan(text, (index) => {
+    const { tokens } = entryAt(index);
+    for (let i = 0; i < tokens.length; i++) out.push(tokens[i]);
   });
   return out;
 }
@@ -279,7 +322,8 @@ export function spacyWords(text: string): string[] {
 export function spacyWordFacts(text: string): Words {
   const tokens: string[] = [];
   const facts: TokenFacts[] = [];
-  scan(text, (entry) => {
+  scan(text, (index) => {
+    const entry = entryAt(index);
     for (let i = 0; i < entry.tokens.length; i++) {
       tokens.push(entry.tokens[i]);
       facts.push(entry.facts[i]);
@@ -307,7 +351,18 @@ export function spacySentencesAndWords(text: string): { sentences: number; words
   };
   scan(
     text,
-    ({ kinds }) => {
+    (index) => {
+      const effect = effectAt(index);
+      if (effect >= 0) {
+        const count = effect & 0xffff;
+        tokens += count;
+        words += count;
+        const then = effect >>> (seenEnd ? 23 : 16);
+        sentences += then & 63;
+        seenEnd = (then & 64) !== 0;
+        return;
+      }
+      const { kinds } = entryAt(index);
       tokens += kinds.length;
       words += kinds.length;
       for (let i = 0; i < kinds.length; i++) step(kinds[i]);
