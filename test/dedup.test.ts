@@ -23,6 +23,7 @@ import {
   joinBand,
   MinHasher,
   readOwnedLines,
+  normalizedUtf8,
   normalizedWords,
   normalizeText,
   optimalParams,
@@ -110,6 +111,29 @@ const trickyText = fc
 describe('normalization and shingles', () => {
   it('lowercases, drops punctuation and collapses whitespace', () => {
     assert.equal(normalizeText("  Don't STOP,\tbelieving!\n\n  Hold-on  "), 'dont stop believing holdon');
+  });
+
+  it("normalizes as normalizedWords' rules say, byte for byte, on arbitrary text, mostly ASCII or not", () => {
+    const text = fc.oneof(
+      trickyText,
+      fc.string({ unit: 'binary', maxLength: 80 }),
+      fc.string({ unit: 'grapheme', maxLength: 80 }),
+      // A few non-ASCII characters in ASCII text: prepareNonAscii's other path.
+      fc
+        .tuple(trickyText, fc.string({ unit: fc.constantFrom('a', 'Z', '1', ' ', '.', '\n'), minLength: 200 }))
+        .map(([t, ascii]) => ascii + t + ascii),
+    );
+    fc.assert(
+      fc.property(text, (t) => {
+        const expected = Buffer.from(normalizedWords(t).join(' '));
+        assert.deepEqual(normalizedUtf8(t), expected);
+        assert.equal(normalizeText(t), expected.toString());
+      }),
+      { numRuns: 2000, seed: 18 },
+    );
+    // Longer than the reused buffer at first.
+    const long = 'Ünïcode — “text”, 𝐀𝐁 and more! '.repeat(5000);
+    assert.deepEqual(normalizedUtf8(long), Buffer.from(normalizedWords(long).join(' ')));
   });
 
   it('optionally folds numbers and diacritics', () => {

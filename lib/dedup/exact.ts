@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { normalizeText } from './normalize';
+import { normalizedUtf8 } from './normalize';
 import { sortByKey64 } from './radix-sort';
 import type { UnionFind } from './union-find';
 
 /** Text as the pipeline's exact dedup compares it: normalized as near-dedup normalizes it (lowercase, punctuation dropped, words). */
 export function exactDedupKey(text: string): string {
   // 128 bits of sha256: collisions are out of reach at any corpus size, and the set stays small.
-  return createHash('sha256').update(normalizeText(text)).digest('base64').slice(0, 22);
+  return createHash('sha256').update(normalizedUtf8(text)).digest('base64').slice(0, 22);
 }
 
 /**
