@@ -1,6 +1,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FNV_START, SubstringTable, fnvStep } from '../common/substring-table';
+import { FNV_START as START, SubstringTable, fnvStep as step } from '../common/substring-table';
+
+// Local copies: an imported binding is a property read per use in CommonJS builds, and these sit in the inner loops.
+const FNV_START = START;
+const fnvStep = step;
 
 const EOS = '</s>';
 

@@ -1,6 +1,10 @@
 import english from './spacy-en.json';
-import { FNV_START, SubstringTable, fnvStep } from '../common/substring-table';
+import { FNV_START as START, SubstringTable, fnvStep as step } from '../common/substring-table';
 import { tokenFacts, type TokenFacts, type Words } from './token-facts';
+
+// Local copies: an imported binding is a property read per use in CommonJS builds, and these sit in the inner loops.
+const FNV_START = START;
+const fnvStep = step;
 
 /**
  * spaCy's rule-based English tokenizer (spacy.blank("en"), the one datatrove splits words and sentences with), run on

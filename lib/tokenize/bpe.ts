@@ -1,6 +1,10 @@
 import type { RawBytePairRanks } from 'gpt-tokenizer/cjs/BytePairEncodingCore';
-import { FNV_START, SubstringTable, fnvStep } from '../common/substring-table';
+import { FNV_START as START, SubstringTable, fnvStep as step } from '../common/substring-table';
 import { BAIL, type PieceScanner } from './ascii-split';
+
+// Local copies: an imported binding is a property read per use in CommonJS builds, and these sit in the inner loops.
+const FNV_START = START;
+const fnvStep = step;
 
 /**
  * tiktoken's byte-pair encoding (`CoreBPE::encode_ordinary`: cut text into pieces by the encoding's pattern; a piece
