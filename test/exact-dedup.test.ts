@@ -3,6 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import fc from 'fast-check';
 import { decodeJsonlGz, type Document } from '../lib/document';
 import {
   commitExactDedup,
@@ -13,7 +15,7 @@ import {
 } from '../lib/pipeline/exact-dedup-stage';
 import { commitStage } from '../lib/pipeline/stage-output';
 import { stageWriters } from '../lib/pipeline/stage-io';
-import { FsStore, readManifest, TieredStore, type ArtifactRef } from '../lib/storage';
+import { FsStore, readAll, readManifest, TieredStore, type ArtifactRef } from '../lib/storage';
 import { DedupPool } from '../lib/dedup/dedup-pool';
 import { exactDedupKey } from '../lib/dedup/exact';
 
@@ -136,6 +138,28 @@ describe('exact dedup of a single batch, in one pass', () => {
     assert.deepEqual(
       (await records(store, onePass.partitions)).map((r) => r.id),
       ['a', 'b', 'e', 'g'],
+    );
+  });
+
+  it('writes the kept documents back as the lines it read, the bytes encoding them again would give', async () => {
+    // Kept documents are written as their input lines, not encoded again: the same bytes, whatever the text and
+    // metadata hold (escapes, lone surrogates, numbers).
+    const text = fc.string({ unit: 'binary', minLength: 1, maxLength: 40 });
+    const metadata = fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 });
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(text, metadata), { minLength: 1, maxLength: 6 }), async (items) => {
+        const store = tempStore();
+        const docs = items.map(([t, m], i) => ({ ...doc(`d${i}`, i % 3 === 2 ? items[0][0] : t), metadata: m }));
+        const input = await batch(store, 'lines', docs);
+        const out = await exactDedupOnePass({ store, folder: 'warm://t/lines', input, limits: LIMITS });
+        const kept = new Set((await records(store, out.partitions)).map((r) => r.id));
+        const expected = docs.filter((d) => kept.has(d.id)).map((d) => JSON.stringify(d) + '\n');
+        const written: string[] = [];
+        for (const part of (await readManifest(store, out.partitions)).objects)
+          written.push(gunzipSync(await readAll(await store.get(part.uri))).toString());
+        assert.equal(written.join(''), expected.join(''));
+      }),
+      { numRuns: 40, seed: 18 },
     );
   });
 

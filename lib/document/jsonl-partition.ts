@@ -39,10 +39,18 @@ export function encodeJsonlGz(records: AsyncIterable<unknown> | Iterable<unknown
   return lines.pipe(partitionGzip());
 }
 
-/** Streams the records of a .jsonl.gz partition. */
-export async function* decodeJsonlGz<T = unknown>(stream: Readable): AsyncGenerator<T> {
+/**
+ * Streams the lines of a .jsonl.gz partition, each one record's JSON: a stage that passes records on unchanged writes
+ * these back as they are (JSON.stringify of the parsed record gives the same line).
+ */
+export async function* decodeJsonlGzLines(stream: Readable): AsyncGenerator<string> {
   // Lines cut from the decompressed bytes, each decoded once: readline decoded the stream and scanned it again.
   for await (const line of splitLines(stream.pipe(partitionGunzip()), Infinity)) {
-    if (line.bytes.length > 0) yield JSON.parse(line.bytes.toString()) as T;
+    if (line.bytes.length > 0) yield line.bytes.toString();
   }
+}
+
+/** Streams the records of a .jsonl.gz partition. */
+export async function* decodeJsonlGz<T = unknown>(stream: Readable): AsyncGenerator<T> {
+  for await (const line of decodeJsonlGzLines(stream)) yield JSON.parse(line) as T;
 }

@@ -10,13 +10,7 @@ import { readAll } from '../storage/object-store';
 import { countDrop, emptyStats, mergeStats } from '../contracts/pipeline-results';
 import { PartitionWriter } from './partition-writer';
 import { commitStage, type StageOutput } from './stage-output';
-import {
-  readStageDocuments,
-  stagePartitions,
-  stageWriters,
-  mapPartitionRanges,
-  type PartitionLimits,
-} from './stage-io';
+import { readStageRecords, stagePartitions, stageWriters, mapPartitionRanges, type PartitionLimits } from './stage-io';
 
 /**
  * Exact dedup fans out like the other stages: keys per batch (parallel), one join over the keys alone (small: a key
@@ -151,7 +145,7 @@ async function moveRepeats(
 ) {
   const stats = emptyStats();
   const writers = stageWriters(input.store, input.folder, input.limits);
-  for await (const doc of readStageDocuments(input.store, [input.input])) {
+  for await (const { doc, json } of readStageRecords(input.store, [input.input])) {
     stats.input += 1;
     const first = repeats(doc);
     if (first !== undefined) {
@@ -167,7 +161,7 @@ async function moveRepeats(
     }
     stats.kept += 1;
     stats.keptBytes += Buffer.byteLength(doc.text);
-    await writers.keep(doc);
+    await writers.keep(doc, json);
     if (stats.input % 1000 === 0) input.onProgress?.(stats.input);
   }
   return { ...(await writers.finish()), stats };

@@ -49,8 +49,13 @@ export class PartitionWriter {
   }
 
   async write(record: unknown): Promise<void> {
+    await this.writeJson(JSON.stringify(record));
+  }
+
+  /** Writes a record given as its JSON on one line (as JSON.stringify gives it, or as a partition's line holds it). */
+  async writeJson(json: string): Promise<void> {
     const part = this.current ?? this.open();
-    const line = JSON.stringify(record) + '\n';
+    const line = json + '\n';
     const bytes = Buffer.byteLength(line);
     part.pending.push(line);
     part.pendingBytes += bytes;

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { mapLimit } from '../common/map-limit';
 import type { Document, RejectedDocument } from '../document/schema';
 import type { StageStats } from '../contracts/pipeline-results';
-import { decodeJsonlGz, partitionGunzip } from '../document/jsonl-partition';
+import { decodeJsonlGzLines, partitionGunzip } from '../document/jsonl-partition';
 import { openVerified, readManifest, type ArtifactRef } from '../storage/manifest';
 import { readAll } from '../storage/object-store';
 import type { TieredStore } from '../storage/tiered-store';
@@ -21,10 +21,19 @@ export async function* readStageDocuments(
   store: TieredStore,
   stages: readonly ArtifactRef[],
 ): AsyncGenerator<Document> {
+  for await (const { doc } of readStageRecords(store, stages)) yield doc;
+}
+
+/** readStageDocuments, each document with its line's JSON: a stage that keeps documents unchanged writes that back. */
+export async function* readStageRecords(
+  store: TieredStore,
+  stages: readonly ArtifactRef[],
+): AsyncGenerator<{ doc: Document; json: string }> {
   for (const ref of stages) {
     const manifest = await readManifest(store, ref);
     for (const partition of manifest.objects) {
-      yield* decodeJsonlGz<Document>(await openVerified(store, partition));
+      for await (const json of decodeJsonlGzLines(await openVerified(store, partition)))
+        yield { doc: JSON.parse(json) as Document, json };
     }
   }
 }
@@ -112,9 +121,12 @@ export function stageWriters(
   const kept = new PartitionWriter(store, `${folder}/part`, sizes, resumeFrom?.kept);
   const rejected = new PartitionWriter(store, `${folder}/rejected`, sizes, resumeFrom?.rejected);
   return {
-    /** Resolves true when this document closed a partition (a resume point). */
-    keep: async (doc: Document): Promise<boolean> => {
-      await kept.write(doc);
+    /**
+     * Resolves true when this document closed a partition (a resume point). `json`: the document's line as read,
+     * when it is kept unchanged (written as it is, not encoded again).
+     */
+    keep: async (doc: Document, json?: string): Promise<boolean> => {
+      await (json === undefined ? kept.write(doc) : kept.writeJson(json));
       if (!kept.atBoundary) return false;
       await rejected.cut();
       return true;

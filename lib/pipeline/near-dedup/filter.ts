@@ -1,5 +1,5 @@
 import { decodeSignatures, signatureIndexParts } from '../../dedup';
-import { decodeJsonlGz } from '../../document/jsonl-partition';
+import { decodeJsonlGzLines } from '../../document/jsonl-partition';
 import type { Document } from '../../document/schema';
 import { countDrop, emptyStats, type StageStats } from '../../contracts/pipeline-results';
 import { findCommittedManifest, openVerified, readManifest, type ArtifactRef } from '../../storage/manifest';
@@ -65,7 +65,8 @@ export async function filterNearDuplicates(
   const stats = emptyStats();
   const writers = stageWriters(store, partFolder, input.limits);
   const partition = (await readManifest(store, input.input)).objects[input.index];
-  for await (const doc of decodeJsonlGz<Document>(await openVerified(store, partition))) {
+  for await (const json of decodeJsonlGzLines(await openVerified(store, partition))) {
+    const doc = JSON.parse(json) as Document;
     const at = stats.input++;
     if (JSON.stringify(doc.id) !== ids[at])
       throw new Error(`near dedup: ${partition.uri} document ${at} is ${doc.id}, its signatures say ${ids[at]}`);
@@ -84,7 +85,7 @@ export async function filterNearDuplicates(
     }
     stats.kept += 1;
     stats.keptBytes += Buffer.byteLength(doc.text);
-    await writers.keep(doc);
+    await writers.keep(doc, json);
     if (stats.input % 1000 === 0) input.onProgress?.(stats.input);
   }
   if (stats.input !== part.count)
