@@ -13,7 +13,8 @@ export class TokenizerPool {
 
   constructor(opts: { threads?: number } = {}) {
     const threads = Math.max(1, opts.threads ?? os.availableParallelism());
-    this.pool = createTaskPool(__dirname, 'tokenize-task', threads);
+    // The task is synchronous, so a thread runs its queued tasks one after the other, with no idle round trip.
+    this.pool = createTaskPool(__dirname, 'tokenize-task', threads, { tasksPerThread: 2 });
   }
 
   get threads(): number {

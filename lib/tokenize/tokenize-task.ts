@@ -20,19 +20,24 @@ export default function tokenizeTask(task: TokenizeTask): Uint32Array {
     tokenizer = new DocumentTokenizer(task.encoding);
     tokenizers.set(task.encoding, tokenizer);
   }
-  const encoded = task.texts.map((text) => tokenizer.encodeDocument(text));
-  const header = 1 + encoded.length;
-  let total = 0;
-  for (const ids of encoded) total += ids.length;
-  const out = new Uint32Array(header + total);
-  out[0] = encoded.length;
+  // Each document's ids go straight from the encoder's view into the one array sent back (with its end-of-text id).
+  const header = 1 + task.texts.length;
+  let out = new Uint32Array(header + task.texts.reduce((n, t) => n + (t.length >> 2), 0) + task.texts.length);
+  out[0] = task.texts.length;
   let at = 0;
-  encoded.forEach((ids, i) => {
+  task.texts.forEach((text, i) => {
+    const ids = tokenizer.encodeOrdinary(text);
+    if (header + at + ids.length + 1 > out.length) {
+      const grown = new Uint32Array(Math.max(2 * out.length, header + at + ids.length + 1));
+      grown.set(out.subarray(0, header + at));
+      out = grown;
+    }
     out.set(ids, header + at);
     at += ids.length;
+    out[header + at++] = tokenizer.eot;
     out[1 + i] = at;
   });
-  return Piscina.move(out) as Uint32Array;
+  return Piscina.move(out.subarray(0, header + at)) as Uint32Array;
 }
 
 /** Each text's ids from `tokenizeTask`'s array, as views on its buffer. */

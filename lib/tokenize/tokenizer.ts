@@ -123,11 +123,19 @@ export class DocumentTokenizer {
     this.vocabSize = Math.max(VOCAB_SIZES[encoding], this.eot + 1);
   }
 
-  /** Token ids of one document followed by the end-of-text id. */
-  encodeDocument(text: string): Uint32Array {
-    const ids = UNICODE_17_ONLY.test(text)
+  /**
+   * Token ids of one document, without the end-of-text id: a view that the next call may overwrite (copy what you
+   * keep; encodeDocument does).
+   */
+  encodeOrdinary(text: string): Uint32Array {
+    return UNICODE_17_ONLY.test(text)
       ? tiktoken(this.encoding).encode_ordinary(text)
       : this.enc.bpe.encode(wellFormed(text));
+  }
+
+  /** Token ids of one document followed by the end-of-text id. */
+  encodeDocument(text: string): Uint32Array {
+    const ids = this.encodeOrdinary(text);
     const out = new Uint32Array(ids.length + 1);
     out.set(ids);
     out[ids.length] = this.eot;
