@@ -4,8 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import { DatasetMetaSchema } from '../lib/pipeline/commit-dataset';
+import { decodeJsonlGz } from '../lib/document';
 import {
   ArtifactRef,
   ChecksumMismatch,
@@ -315,6 +317,20 @@ describe('openVerified and verifyManifest', () => {
       readAll(await openVerified(tiered, put)),
       (err: unknown) => err instanceof ChecksumMismatch && err.actualBytes > put.bytes,
     );
+  });
+
+  it('fail a partition reader with ChecksumMismatch when a whole, valid partition stands where another was', async () => {
+    // Both are well-formed gzip JSON lines, so only the sha256 at the end tells them apart: the reader must fail then,
+    // not wait for an end that never comes.
+    const { tiered } = freshTiered();
+    const listed = await tiered.put('warm://p/part-000000.jsonl.gz', gzipSync('{"id":"a"}\n{"id":"b"}\n'));
+    await tiered.put('warm://p/part-000000.jsonl.gz', gzipSync('{"id":"c"}\n{"id":"d"}\n'));
+    const read = async () => {
+      const out: unknown[] = [];
+      for await (const r of decodeJsonlGz(await openVerified(tiered, listed))) out.push(r);
+      return out;
+    };
+    await assert.rejects(read(), (err: unknown) => err instanceof ChecksumMismatch);
   });
 
   it('fail with ObjectNotFound, naming the tier URI, when a listed object has gone', async () => {

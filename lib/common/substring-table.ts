@@ -2,13 +2,16 @@
 export const FNV_START = 2166136261 | 0;
 export const fnvStep = (hash: number, unit: number): number => Math.imul(hash ^ unit, 16777619);
 
+/** Longer substrings (rare, and seldom repeated) are not worth holding: the callers compute them each time. */
+export const LONGEST_HELD = 256;
+
 /**
  * An open-addressing table from substrings of a text to integers, keyed by the substring's UTF-16 units and their FNV
  * hash (computed by the caller while it scans), so that looking up a substring seen before costs its hash and one
  * comparison: no substring is cut and no string hashed again. The tokenizers meet the same words again and again
  * (language ID's words, spaCy's chunks, BPE's pieces); a Map<string, …> lookup per word cost them a substring and
- * a string hash each, a large part of what the cache saved. The table holds at most half its slots and a fixed number of units; the caller empties it when `roomFor`
- * says no, together with whatever its values index.
+ * a string hash each, a large part of what the cache saved. The table holds at most half its slots and a fixed
+ * number of units; the caller empties it when `roomFor` says no, together with whatever its values index.
  */
 export class SubstringTable {
   /** Four ints per slot, together so that a probe reads one cache line: hash | 1 (0: empty), length, offset, value. */

@@ -1,5 +1,6 @@
 /**
- * Text normalization for dedup, defined once here in plain JavaScript (the executable specification): lowercase;
+ * Text normalization for dedup, defined once here in plain JavaScript (the executable specification, normalizedWords;
+ * normalizedUtf8 and the MinHash kernel are faster spellings the tests hold equal to it): lowercase;
  * optionally fold compatibility forms and strip diacritics (NFKD, marks removed); optionally turn every run of
  * digits into one `0`; drop punctuation, symbols and control characters (they join what they separate:
  * "don't" → "dont"); whitespace separates words. The kernel applies the same rules to ASCII bytes from a table and
@@ -47,6 +48,7 @@ export function normalizeText(text: string, opts: NormalizeOptions = {}): string
 }
 
 let scratch = Buffer.alloc(1 << 16);
+const SCRATCH_LIMIT = 16 << 20;
 
 /**
  * normalizeText(text) with the default options, as UTF-8 bytes in a buffer the next call reuses (exact dedup hashes
@@ -59,8 +61,9 @@ export function normalizedUtf8(text: string): Buffer {
   for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) nonAscii++;
   // Lowercased; what is left of non-ASCII is word characters, ' ' (white space) and DEL (dropped).
   const s = nonAscii === 0 ? text.toLowerCase() : prepareNonAscii(text, {}, nonAscii < text.length / 64);
-  if (scratch.length < 3 * s.length) scratch = Buffer.alloc(3 * s.length);
-  const out = scratch;
+  // Three bytes per unit at most; a buffer for the largest documents is not kept.
+  const out = 3 * s.length <= scratch.length ? scratch : Buffer.alloc(3 * s.length);
+  if (out !== scratch && out.length <= SCRATCH_LIMIT) scratch = out;
   let n = 0;
   let space = false; // white space since the last word character, after a word
   for (let i = 0; i < s.length; i++) {
@@ -97,10 +100,10 @@ export function normalizedUtf8(text: string): Buffer {
 const WORD = 0;
 const SEPARATOR = 1;
 const DROPPED = 2;
-/** ASCII under normalizedWords' rules: letters and digits are word characters, \s separates, the rest is dropped. */
+/** ASCII under normalizedWords' rules: word characters are kept, white space separates, the rest is dropped. */
 const ASCII_KIND = Uint8Array.from({ length: 0x80 }, (_, c) => {
   const ch = String.fromCharCode(c);
-  return /[a-z0-9]/i.test(ch) ? WORD : /\s/.test(ch) ? SEPARATOR : DROPPED;
+  return WORD_CHAR.test(ch) ? WORD : SPACE.test(ch) ? SEPARATOR : DROPPED;
 });
 
 /**

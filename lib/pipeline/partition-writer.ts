@@ -101,8 +101,8 @@ export class PartitionWriter {
   private async close(): Promise<void> {
     const part = this.current;
     if (!part) return;
-    await this.flush(part);
     this.current = undefined;
+    await this.flush(part);
     part.gzip.end();
     const put = await part.done;
     this.written.push({ uri: part.uri, sha256: put.sha256, bytes: put.bytes, records: part.records });

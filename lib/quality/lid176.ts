@@ -1,14 +1,23 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FNV_START as START, SubstringTable, fnvStep as step } from '../common/substring-table';
+import {
+  FNV_START as FNV_START_IMPORTED,
+  LONGEST_HELD,
+  SubstringTable,
+  fnvStep as fnvStepImported,
+} from '../common/substring-table';
 
 // Local copies: an imported binding is a property read per use in CommonJS builds, and these sit in the inner loops.
-const FNV_START = START;
-const fnvStep = step;
+const FNV_START = FNV_START_IMPORTED;
+const fnvStep = fnvStepImported;
 
 const EOS = '</s>';
 
-const EOS_HASH = Array.from(EOS).reduce((h, c) => fnvStep(h, c.charCodeAt(0)), FNV_START);
+const EOS_HASH = (() => {
+  let hash = FNV_START;
+  for (let i = 0; i < EOS.length; i++) hash = fnvStep(hash, EOS.charCodeAt(i));
+  return hash;
+})();
 
 /** Loss::std_log: log(x + 1e-5) in double, returned as float. */
 const stdLog = (x: number) => Math.fround(Math.log(x + 1e-5));
@@ -170,7 +179,7 @@ export class Lid176 {
     if (held >= 0) return this.addRows(this.rowPool, held + 1, this.rowPool[held]);
     const rows = this.computeRows(line.slice(start, end));
     const length = end - start;
-    if (length > 256) return this.addRows(rows, 0, rows.length);
+    if (length > LONGEST_HELD) return this.addRows(rows, 0, rows.length);
     if (!this.seen.roomFor(length)) {
       this.seen.clear();
       this.rowsUsed = 0;

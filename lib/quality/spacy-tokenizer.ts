@@ -1,10 +1,15 @@
 import english from './spacy-en.json';
-import { FNV_START as START, SubstringTable, fnvStep as step } from '../common/substring-table';
+import {
+  FNV_START as FNV_START_IMPORTED,
+  LONGEST_HELD,
+  SubstringTable,
+  fnvStep as fnvStepImported,
+} from '../common/substring-table';
 import { tokenFacts, type TokenFacts, type Words } from './token-facts';
 
 // Local copies: an imported binding is a property read per use in CommonJS builds, and these sit in the inner loops.
-const FNV_START = START;
-const fnvStep = step;
+const FNV_START = FNV_START_IMPORTED;
+const fnvStep = fnvStepImported;
 
 /**
  * spaCy's rule-based English tokenizer (spacy.blank("en"), the one datatrove splits words and sentences with), run on
@@ -241,8 +246,7 @@ const entries: ChunkEntry[] = [];
  */
 const effects = new Int32Array(HELD_SLOTS / 2);
 const held = new SubstringTable(HELD_SLOTS, 1 << 21);
-/** Longer chunks (rare, and seldom repeated) are tokenized each time; the last one is index UNHELD. */
-const LONGEST_HELD = 256;
+/** Chunks longer than LONGEST_HELD are tokenized each time; the last one is index UNHELD. */
 const UNHELD = -1;
 let unheld: { entry: ChunkEntry; effect: number } | undefined;
 

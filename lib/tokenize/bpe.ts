@@ -1,10 +1,15 @@
 import type { RawBytePairRanks } from 'gpt-tokenizer/cjs/BytePairEncodingCore';
-import { FNV_START as START, SubstringTable, fnvStep as step } from '../common/substring-table';
+import {
+  FNV_START as FNV_START_IMPORTED,
+  LONGEST_HELD,
+  SubstringTable,
+  fnvStep as fnvStepImported,
+} from '../common/substring-table';
 import { BAIL, type PieceScanner } from './ascii-split';
 
 // Local copies: an imported binding is a property read per use in CommonJS builds, and these sit in the inner loops.
-const FNV_START = START;
-const fnvStep = step;
+const FNV_START = FNV_START_IMPORTED;
+const fnvStep = fnvStepImported;
 
 /**
  * tiktoken's byte-pair encoding (`CoreBPE::encode_ordinary`: cut text into pieces by the encoding's pattern; a piece
@@ -24,13 +29,8 @@ const fnvStep = step;
  * The ids are tiktoken's: the tokenize tests hold them equal on every encoding, code point and real text.
  */
 
-const FNV_OFFSET = 0x811c9dc5;
-const FNV_PRIME = 0x01000193;
-
 /** Slots of the table of pieces seen (it holds half as many pieces before it is emptied). */
 const PIECE_SLOTS = 1 << 17;
-/** Longer pieces (rare, and seldom repeated) are encoded each time. */
-const LONGEST_HELD = 256;
 
 /** A merged pair's rank, or this when the joined bytes are no token. */
 const NO_MERGE = -1;
@@ -59,7 +59,7 @@ export class BytePairEncoder {
 
   /** Pieces seen lately, each with the offset in pieceIds of its id count and ids. */
   private readonly pieces = new SubstringTable(PIECE_SLOTS, 1 << 20);
-  private pieceIds = new Uint32Array(1 << 20);
+  private readonly pieceIds = new Uint32Array(1 << 20);
   private pieceIdsUsed = 0;
 
   /** Scratch for one piece's bytes, parts and pair ranks; grown for a longer piece. */
@@ -105,7 +105,7 @@ export class BytePairEncoder {
       if (!b || b.length === 0) continue;
       this.bytes.set(b, at);
       at += b.length;
-      const hash = hashBytes(FNV_OFFSET, b, 0, b.length);
+      const hash = hashBytes(FNV_START, b, 0, b.length);
       this.hashes[rank] = hash;
       let slot = hash & this.slotMask;
       while (this.slots[slot] !== 0) slot = (slot + 1) & this.slotMask;
@@ -240,7 +240,7 @@ export class BytePairEncoder {
 
   /** The rank of `bytes[0, n)`, or -1. */
   private rankOfBytes(bytes: Uint8Array, n: number): number {
-    const hash = hashBytes(FNV_OFFSET, bytes, 0, n);
+    const hash = hashBytes(FNV_START, bytes, 0, n);
     for (let slot = hash & this.slotMask; ; slot = (slot + 1) & this.slotMask) {
       const entry = this.slots[slot];
       if (entry === 0) return -1;
@@ -354,6 +354,6 @@ export class BytePairEncoder {
 /** FNV-1a over `bytes[from, to)`, continuing from `hash`. */
 function hashBytes(hash: number, bytes: Uint8Array, from: number, to: number): number {
   let h = hash;
-  for (let i = from; i < to; i++) h = Math.imul(h ^ bytes[i], FNV_PRIME);
+  for (let i = from; i < to; i++) h = fnvStep(h, bytes[i]);
   return h >>> 0;
 }
