@@ -1,14 +1,8 @@
 import type { RawBytePairRanks } from 'gpt-tokenizer/cjs/BytePairEncodingCore';
-import {
-  FNV_START as FNV_START_IMPORTED,
-  LONGEST_HELD,
-  SubstringTable,
-  fnvStep as fnvStepImported,
-} from '../common/substring-table';
+import { FNV_START, LONGEST_HELD, SubstringTable, fnvStep as fnvStepImported } from '../common/substring-table';
 import { BAIL, type PieceScanner } from './ascii-split';
 
-// Local copies: an imported binding is a property read per use in CommonJS builds, and these sit in the inner loops.
-const FNV_START = FNV_START_IMPORTED;
+// An imported function is a property read per call in CommonJS builds, and this one runs per character.
 const fnvStep = fnvStepImported;
 
 /**
