@@ -206,28 +206,32 @@ function tokenize(chunk: string): ChunkEntry {
 }
 
 /**
+ * The sentencizer over `kinds`, meeting them with an end mark pending or not: a new sentence at the first token after
+ * an end mark that is neither an end mark nor punctuation. Returns the sentences started × 2, plus 1 when an end mark
+ * is still pending after them.
+ */
+function sentencesOver(kinds: readonly number[], pending: boolean): number {
+  let starts = 0;
+  for (const kind of kinds) {
+    if (kind === SENTENCE_END) {
+      pending = true;
+    } else if (kind === OTHER && pending) {
+      starts++;
+      pending = false;
+    }
+  }
+  return 2 * starts + (pending ? 1 : 0);
+}
+
+/**
  * What a chunk's tokens do to the sentencizer, in one int: its token count (bits 0-15) and, for each state it can
- * meet (no end mark pending: bits 16-22; one pending: bits 23-29), the sentences it starts (6 bits) and whether it
- * leaves an end mark pending (1 bit). -1 where a count does not fit: the caller then steps through the kinds.
+ * meet (no end mark pending: bits 16-22; one pending: bits 23-29), sentencesOver's answer (6 bits of sentences, 1 of
+ * pending). -1 where a count does not fit: the caller then runs sentencesOver on the kinds.
  */
 function sentenceEffect(kinds: readonly number[]): number {
-  if (kinds.length > 0xffff) return -1;
-  let effect = kinds.length;
-  for (let state = 0; state <= 1; state++) {
-    let pending = state === 1;
-    let starts = 0;
-    for (const kind of kinds) {
-      if (kind === SENTENCE_END) {
-        pending = true;
-      } else if (kind === OTHER && pending) {
-        starts++;
-        pending = false;
-      }
-    }
-    if (starts > 63) return -1;
-    effect |= (starts | (pending ? 64 : 0)) << (16 + 7 * state);
-  }
-  return effect;
+  const [fresh, pending] = [sentencesOver(kinds, false), sentencesOver(kinds, true)];
+  if (kinds.length > 0xffff || fresh >= 128 || pending >= 128) return -1;
+  return kinds.length | (fresh << 16) | (pending << 23);
 }
 
 /** Slots of the table of chunks seen; it holds half as many chunks before it is emptied. */
@@ -271,8 +275,9 @@ const effectAt = (index: number): number => (index === UNHELD ? unheld!.effect :
 
 /**
  * Cuts `text` into chunks as spaCy does (runs of whitespace and runs of anything else), handing each non-whitespace
- * chunk's index (entryAt, effectAt) to `chunk` and each whitespace run's bounds to `space`, in order. One scan of the
- * text's units: no regular expression, no substring for a chunk seen before.
+ * chunk's index (entryAt, effectAt) to `chunk` and the bounds of each whitespace token to `space`, in order: a run of
+ * whitespace is a token, less the one space that separates two chunks (spaCy's own split). One scan of the text's
+ * units: no regular expression, no substring for a chunk seen before.
  */
 function scan(text: string, chunk: (index: number) => void, space?: (start: number, end: number) => void): void {
   const n = text.length;
@@ -282,7 +287,8 @@ function scan(text: string, chunk: (index: number) => void, space?: (start: numb
     if (isPythonSpace(text.charCodeAt(i))) {
       do i++;
       while (i < n && isPythonSpace(text.charCodeAt(i)));
-      if (space !== undefined) space(start, i);
+      const from = start !== 0 && text.charCodeAt(start) === 0x20 ? start + 1 : start;
+      if (space !== undefined && from < i) space(from, i);
     } else {
       let hash = FNV_START;
       do hash = fnvStep(hash, text.charCodeAt(i++));
@@ -292,20 +298,13 @@ function scan(text: string, chunk: (index: number) => void, space?: (start: numb
   }
 }
 
-/**
- * spaCy's tokens of `text`, whitespace included as spaCy keeps it: a run of whitespace is a token, less the one space
- * that separates two chunks.
- */
+/** spaCy's tokens of `text`, whitespace included as spaCy keeps it (see scan). */
 export function spacyTokens(text: string): string[] {
   const out: string[] = [];
   scan(
     text,
     (index) => out.push(...entryAt(index).tokens),
-    (start, end) => {
-      // The one space after a chunk separates; any other whitespace is a token (spaCy's own split).
-      const from = start !== 0 && text.charCodeAt(start) === 0x20 ? start + 1 : start;
-      if (from < end) out.push(text.slice(from, end));
-    },
+    (start, end) => out.push(text.slice(start, end)),
   );
   return out;
 }
@@ -342,39 +341,23 @@ export function spacySentencesAndWords(text: string): { sentences: number; words
   let tokens = 0;
   let words = 0;
   let sentences = 1;
-  let seenEnd = false;
-  const step = (kind: number) => {
-    if (kind === SENTENCE_END) {
-      seenEnd = true;
-    } else if (kind === OTHER && seenEnd) {
-      sentences++;
-      seenEnd = false;
-    }
+  let pending = false;
+  const take = (after: number) => {
+    sentences += after >>> 1;
+    pending = (after & 1) !== 0;
   };
   scan(
     text,
     (index) => {
       const effect = effectAt(index);
-      if (effect >= 0) {
-        const count = effect & 0xffff;
-        tokens += count;
-        words += count;
-        const then = effect >>> (seenEnd ? 23 : 16);
-        sentences += then & 63;
-        seenEnd = (then & 64) !== 0;
-        return;
-      }
-      const { kinds } = entryAt(index);
-      tokens += kinds.length;
-      words += kinds.length;
-      for (let i = 0; i < kinds.length; i++) step(kinds[i]);
+      const count = effect >= 0 ? effect & 0xffff : entryAt(index).kinds.length;
+      tokens += count;
+      words += count;
+      take(effect >= 0 ? (effect >>> (pending ? 23 : 16)) & 127 : sentencesOver(entryAt(index).kinds, pending));
     },
     (start, end) => {
-      // As spacyTokens: the one space after a chunk separates, any other whitespace is a token.
-      const from = start !== 0 && text.charCodeAt(start) === 0x20 ? start + 1 : start;
-      if (from === end) return;
       tokens++;
-      step(kindOf(text.slice(from, end)));
+      take(sentencesOver([kindOf(text.slice(start, end))], pending));
     },
   );
   return tokens === 0 ? { sentences: 0, words: 0 } : { sentences, words };
