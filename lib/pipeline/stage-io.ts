@@ -30,12 +30,17 @@ export async function* readStageRecords(
   stages: readonly ArtifactRef[],
 ): AsyncGenerator<{ doc: Document; json: string }> {
   for (const ref of stages) {
-    const manifest = await readManifest(store, ref);
-    for (const partition of manifest.objects) {
-      for await (const json of decodeJsonlGzLines(await openVerified(store, partition)))
-        yield { doc: JSON.parse(json) as Document, json };
-    }
+    for (const partition of (await readManifest(store, ref)).objects) yield* readPartitionRecords(store, partition);
   }
+}
+
+/** One partition's documents, each with its line's JSON, verified against its sha256 as it streams. */
+export async function* readPartitionRecords(
+  store: TieredStore,
+  partition: ArtifactRef,
+): AsyncGenerator<{ doc: Document; json: string }> {
+  for await (const json of decodeJsonlGzLines(await openVerified(store, partition)))
+    yield { doc: JSON.parse(json) as Document, json };
 }
 
 /** The partitions listed by stage manifests, in order (what the next stage reads). */

@@ -1,11 +1,9 @@
 import { decodeSignatures, signatureIndexParts } from '../../dedup';
-import { decodeJsonlGzLines } from '../../document/jsonl-partition';
-import type { Document } from '../../document/schema';
 import { countDrop, emptyStats, type StageStats } from '../../contracts/pipeline-results';
-import { findCommittedManifest, openVerified, readManifest, type ArtifactRef } from '../../storage/manifest';
+import { findCommittedManifest, readManifest, type ArtifactRef } from '../../storage/manifest';
 import type { TieredStore } from '../../storage/tiered-store';
 import { commitStage } from '../stage-output';
-import { putArtifact, readVerified, stageWriters, type PartitionLimits } from '../stage-io';
+import { putArtifact, readPartitionRecords, readVerified, stageWriters, type PartitionLimits } from '../stage-io';
 import type { Removal } from './cluster';
 import { filterFolder, signatureFolder } from './layout';
 import { nearDedupOptions, type NearDedupStepInput } from './step';
@@ -65,8 +63,7 @@ export async function filterNearDuplicates(
   const stats = emptyStats();
   const writers = stageWriters(store, partFolder, input.limits);
   const partition = (await readManifest(store, input.input)).objects[input.index];
-  for await (const json of decodeJsonlGzLines(await openVerified(store, partition))) {
-    const doc = JSON.parse(json) as Document;
+  for await (const { doc, json } of readPartitionRecords(store, partition)) {
     const at = stats.input++;
     if (JSON.stringify(doc.id) !== ids[at])
       throw new Error(`near dedup: ${partition.uri} document ${at} is ${doc.id}, its signatures say ${ids[at]}`);
